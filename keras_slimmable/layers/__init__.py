@@ -1,0 +1,15 @@
+"""Slimmable layers: full-width variables, sliced to the active width."""
+
+from keras_slimmable.layers.convolution import SlimmableConv2D
+from keras_slimmable.layers.convolution import SlimmableDepthwiseConv2D
+from keras_slimmable.layers.convolution import SlimmableGroupedConv2D
+from keras_slimmable.layers.dense import SlimmableDense
+from keras_slimmable.layers.normalization import SwitchableBatchNormalization
+
+__all__ = [
+    "SlimmableConv2D",
+    "SlimmableDense",
+    "SlimmableDepthwiseConv2D",
+    "SlimmableGroupedConv2D",
+    "SwitchableBatchNormalization",
+]

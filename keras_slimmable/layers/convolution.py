@@ -1,0 +1,382 @@
+"""Slimmable 2D convolutions: plain, grouped and depthwise.
+
+Each layer keeps its variables at full width and, at call time, uses the
+leading input and output channels of the active width (for the grouped
+convolution, a prefix within each group). Channels last only.
+"""
+
+import keras
+from keras import ops
+
+from keras_slimmable.layers.base import channels_at
+from keras_slimmable.layers.base import config_channels
+from keras_slimmable.layers.base import config_padding
+from keras_slimmable.layers.base import max_channels
+from keras_slimmable.layers.base import normalize_tuple
+from keras_slimmable.layers.base import pad_inputs
+from keras_slimmable.layers.base import standardize_channels
+from keras_slimmable.layers.base import standardize_padding
+from keras_slimmable.layers.base import weight_arguments_config
+
+
+class _SlimmableConvolution(keras.layers.Layer):
+    """Arguments, bias, activation and config shared by the convolutions."""
+
+    def __init__(
+        self,
+        kernel_size,
+        strides=1,
+        padding="valid",
+        dilation_rate=1,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        kernel_constraint=None,
+        bias_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.kernel_size = normalize_tuple(kernel_size, "kernel_size")
+        self.strides = normalize_tuple(strides, "strides")
+        self.dilation_rate = normalize_tuple(dilation_rate, "dilation_rate")
+        self.padding = standardize_padding(padding)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = use_bias
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+
+    def _add_kernel(self, shape, name="kernel"):
+        return self.add_weight(
+            name=name,
+            shape=shape,
+            initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
+        )
+
+    def _add_bias(self, size):
+        if not self.use_bias:
+            return None
+        return self.add_weight(
+            name="bias",
+            shape=(size,),
+            initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer,
+            constraint=self.bias_constraint,
+        )
+
+    def _check_input_channels(self, channels, expected_max):
+        if channels is None or channels > expected_max:
+            raise ValueError(
+                f"Layer '{self.name}' was built for at most {expected_max} "
+                f"input channels. Received an input with {channels}."
+            )
+
+    def _finish(self, outputs, bias):
+        if bias is not None:
+            outputs = ops.add(outputs, bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": config_padding(self.padding),
+                "dilation_rate": self.dilation_rate,
+            }
+        )
+        config.update(weight_arguments_config(self))
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_slimmable")
+class SlimmableConv2D(_SlimmableConvolution):
+    """A 2D convolution whose output channels depend on the active width.
+
+    The kernel is held at full width, `(kh, kw, max_in, max(filters))`. At
+    a narrower width the layer convolves its (narrower) input with the
+    leading `in` input and `filters[i]` output channels of that kernel.
+
+    Args:
+        filters: the output channels, one int per width of the model
+            (ascending), or a single int when the output does not change
+            with width (only the input is sliced).
+        kernel_size: an int or a pair.
+        strides: an int or a pair. Defaults to `1`.
+        padding: `"valid"`, `"same"`, or an int / pair for PyTorch's
+            symmetric zero padding. Defaults to `"valid"`.
+        dilation_rate: an int or a pair. Defaults to `1`.
+        activation: applied to the output. Defaults to `None`.
+        use_bias: whether to add a bias. Defaults to `True`.
+        kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, kernel_constraint, bias_constraint: as for
+            `keras.layers.Conv2D`.
+
+    Example:
+
+    >>> layer = SlimmableConv2D(filters=(8, 16), kernel_size=3, padding=1)
+    >>> y = layer(np.zeros((1, 32, 32, 3)))  # the widest: 16 channels
+    >>> with keras_slimmable.width_scope(0):
+    ...     y = layer(np.zeros((1, 32, 32, 3)))  # 8 channels
+    """
+
+    def __init__(self, filters, kernel_size, **kwargs):
+        super().__init__(kernel_size, **kwargs)
+        self.filters = standardize_channels(filters, "filters")
+
+    def build(self, input_shape):
+        input_channels = input_shape[-1]
+        self._check_input_channels(input_channels, float("inf"))
+        self.kernel = self._add_kernel(
+            self.kernel_size + (input_channels, max_channels(self.filters))
+        )
+        self.bias = self._add_bias(max_channels(self.filters))
+
+    def call(self, inputs):
+        kernel_in, kernel_out = self.kernel.shape[2], self.kernel.shape[3]
+        channels_in = inputs.shape[-1]
+        self._check_input_channels(channels_in, kernel_in)
+        channels_out = channels_at(self.filters, self.name)
+        kernel = self.kernel
+        if channels_in < kernel_in or channels_out < kernel_out:
+            kernel = kernel[:, :, :channels_in, :channels_out]
+        inputs, padding = pad_inputs(inputs, self.padding)
+        outputs = ops.conv(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=padding,
+            dilation_rate=self.dilation_rate,
+        )
+        bias = None if self.bias is None else self.bias[:channels_out]
+        return self._finish(outputs, bias)
+
+    def get_config(self):
+        config = super().get_config()
+        config["filters"] = config_channels(self.filters)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_slimmable")
+class SlimmableGroupedConv2D(_SlimmableConvolution):
+    """A grouped convolution whose active channels are a prefix per group.
+
+    This is ShuffleNet's pointwise group convolution in the reference
+    layout: `groups` separate convolutions. With `split_inputs=True` the
+    input at the active width is cut into `groups` equal contiguous parts
+    and part `k` feeds group `k`; with `split_inputs=False` every group
+    reads the whole input. Group `k` produces the first
+    `filters[i] // groups` of its `max(filters) // groups` output channels,
+    and the groups' outputs are concatenated. So at a narrower width the
+    active channels are a prefix *within each group*, not a prefix of the
+    whole tensor.
+
+    The kernel is `(kh, kw, max_in // groups, max(filters))` with the groups
+    side by side on the last axis (`(kh, kw, max_in, max(filters))` when
+    `split_inputs=False`). The groups run as separate convolutions: a
+    grouped convolution op would go through XLA on the TensorFlow backend,
+    which is slow on CPU.
+
+    Args:
+        filters: the total output channels (all groups), one int per width,
+            each divisible by `groups`; or a single int.
+        kernel_size: an int or a pair.
+        groups: the number of groups.
+        split_inputs: whether the input is split among the groups (`True`)
+            or read whole by every group (`False`). Defaults to `True`.
+        **kwargs: as for `SlimmableConv2D`.
+    """
+
+    def __init__(self, filters, kernel_size, groups, split_inputs=True, **kw):
+        super().__init__(kernel_size, **kw)
+        if not isinstance(groups, int) or groups < 1:
+            raise ValueError(
+                f"`groups` must be a positive int. Received: groups={groups!r}"
+            )
+        self.filters = standardize_channels(filters, "filters")
+        self.groups = groups
+        self.split_inputs = bool(split_inputs)
+        per_width = (
+            (self.filters,) if isinstance(self.filters, int) else self.filters
+        )
+        if any(f % groups for f in per_width):
+            raise ValueError(
+                f"Every entry of `filters` must be divisible by groups={groups}."
+                f" Received: filters={filters!r}"
+            )
+
+    def build(self, input_shape):
+        input_channels = input_shape[-1]
+        self._check_input_channels(input_channels, float("inf"))
+        if self.split_inputs:
+            self._check_divisible(input_channels)
+            kernel_in = input_channels // self.groups
+        else:
+            kernel_in = input_channels
+        self.kernel = self._add_kernel(
+            self.kernel_size + (kernel_in, max_channels(self.filters))
+        )
+        self.bias = self._add_bias(max_channels(self.filters))
+
+    def _check_divisible(self, channels):
+        if channels % self.groups:
+            raise ValueError(
+                f"Layer '{self.name}' splits its input into {self.groups} "
+                f"groups, so the input channels must be divisible by "
+                f"{self.groups}. Received an input with {channels} channels."
+            )
+
+    def _group_columns(self, channels_out):
+        """The kernel columns of every group's active prefix."""
+        group_size = max_channels(self.filters) // self.groups
+        active = channels_out // self.groups
+        return [
+            (k * group_size, k * group_size + active)
+            for k in range(self.groups)
+        ]
+
+    def call(self, inputs):
+        channels_in = inputs.shape[-1]
+        channels_out = channels_at(self.filters, self.name)
+        columns = self._group_columns(channels_out)
+        inputs, padding = pad_inputs(inputs, self.padding)
+        conv_args = dict(
+            strides=self.strides,
+            padding=padding,
+            dilation_rate=self.dilation_rate,
+        )
+        if self.split_inputs:
+            self._check_divisible(channels_in)
+            part = channels_in // self.groups
+            self._check_input_channels(part, self.kernel.shape[2])
+            outputs = [
+                ops.conv(
+                    inputs[..., k * part : (k + 1) * part],
+                    self.kernel[:, :, :part, start:stop],
+                    **conv_args,
+                )
+                for k, (start, stop) in enumerate(columns)
+            ]
+            outputs = ops.concatenate(outputs, axis=-1)
+        else:
+            self._check_input_channels(channels_in, self.kernel.shape[2])
+            kernel = ops.concatenate(
+                [self.kernel[:, :, :channels_in, a:b] for a, b in columns],
+                axis=-1,
+            )
+            outputs = ops.conv(inputs, kernel, **conv_args)
+        bias = None
+        if self.bias is not None:
+            bias = ops.concatenate([self.bias[a:b] for a, b in columns])
+        return self._finish(outputs, bias)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": config_channels(self.filters),
+                "groups": self.groups,
+                "split_inputs": self.split_inputs,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_slimmable")
+class SlimmableDepthwiseConv2D(_SlimmableConvolution):
+    """A depthwise convolution over the leading channels of the active width.
+
+    The depthwise kernel is `(kh, kw, max_channels, 1)`; at a narrower
+    width the layer uses the kernel of its input's channels, a prefix.
+
+    Args:
+        kernel_size: an int or a pair.
+        channels: optional, the input (= output) channels per width. When
+            given, an input of another channel count at the active width is
+            an error, which catches a mis-wired network early.
+        **kwargs: as for `SlimmableConv2D`, with `depthwise_initializer`,
+            `depthwise_regularizer` and `depthwise_constraint` for the
+            kernel as in `keras.layers.DepthwiseConv2D`.
+    """
+
+    def __init__(
+        self,
+        kernel_size,
+        channels=None,
+        depthwise_initializer="glorot_uniform",
+        depthwise_regularizer=None,
+        depthwise_constraint=None,
+        **kwargs,
+    ):
+        super().__init__(
+            kernel_size,
+            kernel_initializer=depthwise_initializer,
+            kernel_regularizer=depthwise_regularizer,
+            kernel_constraint=depthwise_constraint,
+            **kwargs,
+        )
+        self.channels = (
+            None
+            if channels is None
+            else standardize_channels(channels, "channels", allow_int=False)
+        )
+
+    def build(self, input_shape):
+        input_channels = input_shape[-1]
+        self._check_input_channels(input_channels, float("inf"))
+        if self.channels is not None and input_channels != self.channels[-1]:
+            raise ValueError(
+                f"Layer '{self.name}' expects {self.channels[-1]} input "
+                f"channels at its widest width (channels={self.channels}). "
+                f"It was built with input shape {input_shape}."
+            )
+        self.kernel = self._add_kernel(
+            self.kernel_size + (input_channels, 1), name="depthwise_kernel"
+        )
+        self.bias = self._add_bias(input_channels)
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        self._check_input_channels(channels, self.kernel.shape[2])
+        if self.channels is not None:
+            expected = channels_at(self.channels, self.name)
+            if channels != expected:
+                raise ValueError(
+                    f"Layer '{self.name}' expects {expected} channels at the "
+                    f"active width (channels={self.channels}). Received an "
+                    f"input with {channels}."
+                )
+        kernel = self.kernel
+        if channels < kernel.shape[2]:
+            kernel = kernel[:, :, :channels, :]
+        inputs, padding = pad_inputs(inputs, self.padding)
+        outputs = ops.depthwise_conv(
+            inputs,
+            kernel,
+            strides=self.strides,
+            padding=padding,
+            dilation_rate=self.dilation_rate,
+        )
+        bias = None if self.bias is None else self.bias[:channels]
+        return self._finish(outputs, bias)
+
+    def get_config(self):
+        config = super().get_config()
+        for name in ("kernel_initializer", "kernel_regularizer"):
+            config[name.replace("kernel", "depthwise")] = config.pop(name)
+        config["depthwise_constraint"] = config.pop("kernel_constraint")
+        config["channels"] = (
+            None if self.channels is None else list(self.channels)
+        )
+        return config

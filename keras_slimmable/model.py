@@ -1,0 +1,226 @@
+"""`SlimmableModel`: one network, several widths, switchable at run time."""
+
+import threading
+
+import keras
+
+from keras_slimmable.layers import SlimmableConv2D
+from keras_slimmable.layers import SlimmableDense
+from keras_slimmable.layers import SlimmableDepthwiseConv2D
+from keras_slimmable.layers import SlimmableGroupedConv2D
+from keras_slimmable.layers import SwitchableBatchNormalization
+from keras_slimmable.metrics import WidthMetrics
+from keras_slimmable.trainers import SlimmableTrainer
+from keras_slimmable.widths import standardize_widths
+from keras_slimmable.widths import width_index
+from keras_slimmable.widths import width_scope
+
+_SLIMMABLE_LAYERS = (
+    SlimmableConv2D,
+    SlimmableDense,
+    SlimmableDepthwiseConv2D,
+    SlimmableGroupedConv2D,
+    SwitchableBatchNormalization,
+)
+
+
+class _FunctionCache:
+    """Compiled functions per width, kept out of Keras and TF tracking."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.predict = {}
+        self.inference = {}
+
+    def clear(self):
+        with self.lock:
+            self.predict.clear()
+            self.inference.clear()
+
+
+@keras.saving.register_keras_serializable(package="keras_slimmable")
+class SlimmableModel(SlimmableTrainer, keras.Model):
+    """A functional Keras model that runs at several widths.
+
+    Build the graph once, at full width, from slimmable layers (whose
+    channel counts are given per width) and ordinary Keras layers; the model
+    then runs it at any width of `widths`. Conv and dense weights are
+    shared: a narrower width uses a prefix of the channels. Each width has
+    its own batch norm (`SwitchableBatchNormalization`).
+
+    Inference at a width:
+
+    - `model.set_width(0.5)` changes the default width of `__call__`,
+      `predict` and export; `model(x, width=0.5)` runs one call at 0.5
+      without touching the default. Each width keeps its own compiled
+      function, so switching back to a width already used is instant.
+
+    Training (`fit`): every step runs each width from the widest to the
+    narrowest, back-propagates its loss, sums the gradients and takes one
+    optimizer step (Algorithm 1 of the paper). The logs hold the summed
+    `loss` and, for every width, `w<width>_loss` and each compiled metric
+    (`w0.25_accuracy`, ...); `evaluate` measures every width.
+
+    Args:
+        inputs: the model's inputs (`keras.Input`), as for a functional
+            model.
+        outputs: its outputs, computed at full width.
+        widths: the width multipliers, ascending, e.g.
+            `(0.25, 0.5, 0.75, 1.0)`. Every slimmable layer holds one
+            channel count per width, in this order.
+        width: the default width. Defaults to the widest.
+        name: the model name.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((28, 28, 1))
+    x = SlimmableConv2D((8, 16), 3, padding=1, use_bias=False)(inputs)
+    x = SwitchableBatchNormalization((8, 16))(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = SlimmableDense(10)(x)
+    model = SlimmableModel(inputs, outputs, widths=(0.5, 1.0))
+    model.compile("adam", "sparse_categorical_crossentropy", ["accuracy"])
+    model.fit(images, labels)
+    model.set_width(0.5)
+    model.predict(images)
+    ```
+
+    Reference: [Yu et al., Slimmable Neural Networks, ICLR 2019](
+    https://arxiv.org/abs/1812.08928).
+    """
+
+    def __init__(self, inputs, outputs, widths, width=None, name=None, **kw):
+        super().__init__(inputs=inputs, outputs=outputs, name=name, **kw)
+        self._widths = standardize_widths(widths)
+        self._check_layer_widths()
+        self._width = self._widths[-1]
+        if width is not None:
+            self.set_width(width)
+        self._functions = _FunctionCache()
+
+    def _check_layer_widths(self):
+        expected = len(self._widths)
+        for layer in self._flatten_layers(include_self=False):
+            if not isinstance(layer, _SLIMMABLE_LAYERS):
+                continue
+            for attribute in ("filters", "units", "channels"):
+                value = getattr(layer, attribute, None)
+                if isinstance(value, tuple) and len(value) != expected:
+                    raise ValueError(
+                        f"Layer '{layer.name}' has {attribute}={value}, "
+                        f"{len(value)} entries, but the model has "
+                        f"{expected} widths {self._widths}. Give every "
+                        "slimmable layer one entry per width."
+                    )
+
+    @property
+    def widths(self):
+        """The width multipliers this model runs at, ascending."""
+        return self._widths
+
+    @property
+    def width(self):
+        """The default width of `__call__`, `predict` and export."""
+        return self._width
+
+    @width.setter
+    def width(self, value):
+        self.set_width(value)
+
+    def set_width(self, width):
+        """Makes `width` the default width.
+
+        Args:
+            width: one of `self.widths`.
+
+        Raises:
+            ValueError: if `width` is not in `self.widths` (nothing changes).
+        """
+        self._width = self._widths[width_index(self._widths, width)]
+
+    def _width_index(self, width=None):
+        return width_index(
+            self._widths, self._width if width is None else width
+        )
+
+    def call(self, inputs, training=None, mask=None, width=None):
+        """Runs the model at `width` (defaults to `self.width`)."""
+        index = self._width_index(width)
+        return self._run_at_width(inputs, index, training=training, mask=mask)
+
+    def _forward(self, inputs, index, training=None, mask=None):
+        """The functional graph, run at the width `index`."""
+        with width_scope(index):
+            return super().call(inputs, training=training, mask=mask)
+
+    def compute_output_spec(self, inputs, training=None, mask=None, width=None):
+        with width_scope(self._width_index(width)):
+            return super().compute_output_spec(
+                inputs, training=training, mask=mask
+            )
+
+    def compile(
+        self,
+        optimizer="rmsprop",
+        loss=None,
+        metrics=None,
+        weighted_metrics=None,
+        **kwargs,
+    ):
+        """Configures training, as `keras.Model.compile`.
+
+        `loss`, `metrics` and `weighted_metrics` apply to every width; the
+        logs report each of them per width.
+        """
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            weighted_metrics=weighted_metrics,
+            **kwargs,
+        )
+        width_metrics = WidthMetrics(
+            self._widths,
+            metrics,
+            weighted_metrics,
+            output_names=getattr(self, "output_names", None),
+        )
+        # Bypass attribute tracking, as Keras does for its compiled metrics:
+        # they are reported through `self.metrics`, not as a sub-metric.
+        object.__setattr__(self, "_compile_metrics", width_metrics)
+        self._functions.clear()
+
+    def compile_from_config(self, config):
+        """Recompiles a reloaded model (the custom `compile` needs this)."""
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built and getattr(self, "optimizer", None) is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        # Keras serializes the graph only for constructors shaped like
+        # Functional's; a plain functional view of the same graph does it.
+        graph = keras.Model(
+            inputs=self.input, outputs=self.output, name=self.name
+        )
+        config = graph.get_config()
+        config["trainable"] = self.trainable
+        config["widths"] = list(self._widths)
+        config["width"] = self._width
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        widths = config.pop("widths")
+        width = config.pop("width", None)
+        graph = keras.Model.from_config(config, custom_objects=custom_objects)
+        return cls(
+            inputs=graph.inputs,
+            outputs=graph.outputs,
+            widths=widths,
+            width=width,
+            name=graph.name,
+        )

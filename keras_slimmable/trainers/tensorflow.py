@@ -1,0 +1,186 @@
+"""Slimmable training and per-width compiled functions on TensorFlow."""
+
+import functools
+
+import tensorflow as tf
+
+
+def _replicas_in_sync():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _batch_size(x):
+    first = next(t for t in tf.nest.flatten(x) if t is not None)
+    return tf.shape(first)[0]
+
+
+class TensorFlowSlimmableTrainer:
+    """Mixed into `SlimmableModel` ahead of Keras's TensorFlow trainer."""
+
+    # Inference ----------------------------------------------------------
+
+    def _run_at_width(self, inputs, index, training=None, mask=None):
+        """Runs width `index`; eager inference goes through a compiled
+        function per width (switching widths never retraces)."""
+        if training or mask is not None or not tf.executing_eagerly():
+            return self._forward(inputs, index, training=training, mask=mask)
+        return self._inference_function(index)(inputs)
+
+    def _inference_function(self, index):
+        cache = self._functions
+        function = cache.inference.get(index)
+        if function is None:
+            with cache.lock:
+                function = cache.inference.get(index)
+                if function is None:
+                    # A partial, not a closure: TF counts retracing per code
+                    # object, and one trace per width is not retracing.
+                    function = tf.function(
+                        functools.partial(
+                            self._forward, index=index, training=False
+                        ),
+                        reduce_retracing=True,
+                        autograph=False,
+                        jit_compile=False,
+                    )
+                    cache.inference[index] = function
+        return function
+
+    def make_predict_function(self, force=False):
+        """Keeps one predict function per width: `predict` after
+        `set_width` never returns a stale width and never retraces."""
+        cache = self._functions
+        key = self.width
+        with cache.lock:
+            function = cache.predict.get(key)
+            if function is None or force:
+                super().make_predict_function(force=True)
+                function = self.predict_function
+                cache.predict[key] = function
+        self.predict_function = function
+        return function
+
+    def predict_step(self, data):
+        # The width is read while tracing: one trace per width's function.
+        return super().predict_step(data)
+
+    # Training -----------------------------------------------------------
+
+    def _check_compiled_loss(self):
+        if self._compile_loss is None:
+            raise ValueError(
+                "A SlimmableModel trains and evaluates every width on the "
+                "loss given to `compile()`. Received: loss=None"
+            )
+
+    def _width_loss(self, x, y, y_pred, sample_weight, is_widest, training):
+        """The loss of one width.
+
+        The widest width's loss is `compute_loss` (compiled loss plus the
+        model's additional losses: weight regularization, `add_loss`); the
+        other widths add only the compiled loss. So weight decay counts
+        once per step, as the reference applies it once per optimizer step.
+        """
+        if is_widest:
+            return self._compute_loss(
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=training,
+            )
+        return self._compile_loss(y, y_pred, sample_weight)
+
+    def train_step(self, data):
+        """One step of Algorithm 1 of the paper.
+
+        For each width from the widest to the narrowest: forward at that
+        width, its loss, its gradients; the gradients are summed and the
+        optimizer takes one step. Each width's forward waits for the
+        previous width's gradients, so only one width's activations are
+        alive at a time. The loss is scaled by the optimizer (mixed
+        precision) and for `tf.distribute` as in Keras's own `train_step`.
+        """
+        self._check_compiled_loss()
+        x, y, sample_weight = _unpack(data)
+        variables = self.trainable_variables
+        batch_size = _batch_size(x)
+        summed = [None] * len(variables)
+        total_loss = None
+        previous = []
+        for index in reversed(range(len(self.widths))):
+            with tf.control_dependencies(previous):
+                inputs = tf.nest.map_structure(tf.identity, x)
+            with tf.GradientTape() as tape:
+                y_pred = self(inputs, training=True, width=self.widths[index])
+                loss = self._width_loss(
+                    x,
+                    y,
+                    y_pred,
+                    sample_weight,
+                    is_widest=index == len(self.widths) - 1,
+                    training=True,
+                )
+                scaled_loss = (
+                    loss
+                    if self.optimizer is None
+                    else self.optimizer.scale_loss(loss)
+                )
+            gradients = tape.gradient(scaled_loss, variables)
+            summed = [
+                g if s is None else (s if g is None else s + g)
+                for s, g in zip(summed, gradients)
+            ]
+            previous = [g for g in summed if g is not None]
+            self._compile_metrics.update_width(
+                index,
+                y,
+                y_pred,
+                sample_weight,
+                loss * _replicas_in_sync(),
+                batch_size,
+            )
+            total_loss = loss if total_loss is None else total_loss + loss
+        self._loss_tracker.update_state(
+            total_loss * _replicas_in_sync(), sample_weight=batch_size
+        )
+        pairs = [(g, v) for g, v in zip(summed, variables) if g is not None]
+        if pairs:
+            self.optimizer.apply_gradients(pairs)
+        return self.get_metrics_result()
+
+    def test_step(self, data):
+        """Evaluates every width on the batch."""
+        self._check_compiled_loss()
+        x, y, sample_weight = _unpack(data)
+        batch_size = _batch_size(x)
+        total_loss = None
+        for index in reversed(range(len(self.widths))):
+            y_pred = self(x, training=False, width=self.widths[index])
+            loss = self._width_loss(
+                x,
+                y,
+                y_pred,
+                sample_weight,
+                is_widest=index == len(self.widths) - 1,
+                training=False,
+            )
+            self._compile_metrics.update_width(
+                index,
+                y,
+                y_pred,
+                sample_weight,
+                loss * _replicas_in_sync(),
+                batch_size,
+            )
+            total_loss = loss if total_loss is None else total_loss + loss
+        self._loss_tracker.update_state(
+            total_loss * _replicas_in_sync(), sample_weight=batch_size
+        )
+        return self.get_metrics_result()
+
+
+def _unpack(data):
+    import keras
+
+    return keras.utils.unpack_x_y_sample_weight(data)
