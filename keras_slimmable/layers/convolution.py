@@ -212,8 +212,8 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
         )
         if any(f % groups for f in per_width):
             raise ValueError(
-                f"Every entry of `filters` must be divisible by groups={groups}."
-                f" Received: filters={filters!r}"
+                "Every entry of `filters` must be divisible by "
+                f"groups={groups}. Received: filters={filters!r}"
             )
 
     def build(self, input_shape):
