@@ -1,0 +1,14 @@
+"""The zoo: the reference slimmable architectures, keras.applications-style.
+
+```python
+model = keras_slimmable.zoo.s_mobilenet_v1(weights="s_mobilenet_v1.pt")
+model = keras_slimmable.zoo.create_model("s_resnet50", classes=10)
+keras_slimmable.zoo.list_models()
+```
+"""
+
+from keras_slimmable.zoo.common import preprocess_input
+from keras_slimmable.zoo.registry import create_model
+from keras_slimmable.zoo.registry import list_models
+
+__all__ = ["create_model", "list_models", "preprocess_input"]
