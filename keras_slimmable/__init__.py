@@ -11,6 +11,7 @@ from keras_slimmable.layers import SlimmableDepthwiseConv2D
 from keras_slimmable.layers import SlimmableGroupedConv2D
 from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.model import SlimmableModel
+from keras_slimmable.profiling import profile
 from keras_slimmable.widths import make_divisible
 from keras_slimmable.widths import scale_channels
 from keras_slimmable.widths import width_scope
@@ -26,6 +27,7 @@ __all__ = [
     "SwitchableBatchNormalization",
     "layers",
     "make_divisible",
+    "profile",
     "scale_channels",
     "width_scope",
 ]

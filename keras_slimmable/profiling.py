@@ -1,0 +1,288 @@
+"""Profiling a slimmable model per width: MACs and parameters.
+
+`profile(model)` counts, for every width, what the subnetwork active at that
+width computes and holds. Counting walks the model's functional graph
+symbolically (shapes only, batch of one) inside each width's `width_scope`,
+so every figure comes from the shapes and channel slices a layer really uses
+at that width, never from the full-width variables.
+
+Conventions, those of the reference implementation's profiler (so the zoo's
+figures equal the published ones):
+
+- MACs of a convolution: `out_h * out_w * kh * kw * in_per_group * out`
+  (depthwise: `out_h * out_w * kh * kw * channels`); of a dense layer:
+  `in * out`; of an average pooling, global or not: one per *input*
+  element, `in_h * in_w * channels`. Batch norm, activations, additions and
+  max pooling count zero.
+- `conv_fc_params`: the active kernel and bias elements of the
+  convolutions and dense layers.
+- `bn_affine_params`: gamma + beta of the batch norms active at the width:
+  that width's batch norm of a `SwitchableBatchNormalization` (the active
+  prefix when `shared=True`), and the whole of an ordinary
+  `keras.layers.BatchNormalization`, which every width shares.
+"""
+
+import math
+
+import keras
+
+from keras_slimmable.layers import SlimmableConv2D
+from keras_slimmable.layers import SlimmableDense
+from keras_slimmable.layers import SlimmableDepthwiseConv2D
+from keras_slimmable.layers import SlimmableGroupedConv2D
+from keras_slimmable.layers import SwitchableBatchNormalization
+from keras_slimmable.layers.base import channels_at
+from keras_slimmable.widths import width_scope
+
+_AVERAGE_POOLING = (
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+)
+_ZERO_PADDING = (
+    keras.layers.ZeroPadding1D,
+    keras.layers.ZeroPadding2D,
+    keras.layers.ZeroPadding3D,
+)
+_PLAIN_WEIGHTED = (
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.Dense,
+)
+
+
+def profile(model, input_shape=None):
+    """Counts MACs and parameters of a slimmable model at every width.
+
+    Args:
+        model: a `SlimmableModel` (any functional model whose layers read
+            the width scope, with a `widths` attribute).
+        input_shape: the shape of one input, without the batch axis, e.g.
+            `(224, 224, 3)`; a list of shapes for a model with several
+            inputs. Defaults to the model's input shape.
+
+    Returns:
+        A dict `{width: {"macs": int, "conv_fc_params": int,
+        "bn_affine_params": int}}` with one entry per width of
+        `model.widths`, ascending. MACs are per image.
+
+    Raises:
+        ValueError: if an input shape is unknown (give `input_shape`), or a
+            layer with trainable weights is of a kind this function cannot
+            count.
+
+    Example:
+
+    ```python
+    model = keras_slimmable.zoo.s_mobilenet_v1()
+    for width, counts in keras_slimmable.profile(model).items():
+        print(width, counts["macs"] / 1e6, "M MACs")
+    ```
+    """
+    inputs = _symbolic_inputs(model, input_shape)
+    result = {}
+    for index, width in enumerate(model.widths):
+        totals = {"macs": 0, "conv_fc_params": 0, "bn_affine_params": 0}
+        for call in layer_calls(model, index, inputs):
+            for key, value in _count(call, index).items():
+                totals[key] += value
+        result[width] = totals
+    return result
+
+
+class LayerCall:
+    """One call of an operation in a width's forward pass, with shapes.
+
+    Attributes:
+        operation: the layer (or other Keras operation) called.
+        input_shapes: the shapes of its tensor inputs, flattened, with the
+            batch axis.
+        output_shapes: the shapes of its outputs, flattened.
+        sources: for each tensor input, the `LayerCall` that produced it
+            (`None` for a model input).
+    """
+
+    def __init__(self, operation, inputs, outputs, sources):
+        self.operation = operation
+        self.input_shapes = [tuple(x.shape) for x in inputs]
+        self.output_shapes = [tuple(x.shape) for x in outputs]
+        self.sources = sources
+
+    def __repr__(self):
+        return (
+            f"LayerCall({self.operation.name!r}, inputs={self.input_shapes}, "
+            f"outputs={self.output_shapes})"
+        )
+
+
+def layer_calls(model, index, inputs):
+    """The calls of the model's operations at width `index`, in order.
+
+    Runs the functional graph on symbolic `inputs` (`keras.KerasTensor`s)
+    inside `width_scope(index)`, computing only output shapes, and records
+    every operation call with its input and output shapes. Nested
+    functional models are walked into.
+    """
+    calls = []
+    producers = {}
+
+    def visit(operation):
+        def run(*args, **kwargs):
+            if isinstance(operation, keras.Model) and hasattr(
+                operation, "_run_through_graph"
+            ):
+                outputs = _walk(operation, args[0], visit)
+            else:
+                outputs = operation.compute_output_spec(*args, **kwargs)
+            inputs = _tensors((args, kwargs))
+            call = LayerCall(
+                operation,
+                inputs,
+                _tensors(outputs),
+                [producers.get(id(x)) for x in inputs],
+            )
+            for x in _tensors(outputs):
+                producers[id(x)] = call
+            calls.append(call)
+            return outputs
+
+        return run
+
+    with width_scope(index):
+        _walk(model, inputs, visit)
+    return calls
+
+
+def _walk(functional, inputs, visit):
+    # `compute_output_spec` of a functional model returns the recorded
+    # (full-width) shapes when the input shapes match, so the graph is
+    # walked node by node instead.
+    return functional._run_through_graph(inputs, operation_fn=visit)
+
+
+def _tensors(structure):
+    return [
+        x
+        for x in keras.tree.flatten(structure)
+        if isinstance(x, keras.KerasTensor)
+    ]
+
+
+def _symbolic_inputs(model, input_shape):
+    references = model.inputs
+    if input_shape is None:
+        shapes = [tuple(x.shape[1:]) for x in references]
+    elif len(references) == 1 and not isinstance(input_shape[0], (list, tuple)):
+        shapes = [tuple(input_shape)]
+    else:
+        shapes = [tuple(s) for s in input_shape]
+    if len(shapes) != len(references):
+        raise ValueError(
+            f"The model has {len(references)} inputs; give one shape for "
+            f"each. Received: input_shape={input_shape!r}"
+        )
+    for shape, reference in zip(shapes, references):
+        if len(shape) != len(reference.shape) - 1 or any(
+            d is None for d in shape
+        ):
+            raise ValueError(
+                "Profiling needs a fully known input shape without the "
+                f"batch axis, like {tuple(reference.shape[1:])} with every "
+                f"size given. Received: input_shape={input_shape!r}"
+            )
+    inputs = [
+        keras.KerasTensor((1,) + shape, dtype=reference.dtype)
+        for shape, reference in zip(shapes, references)
+    ]
+    return inputs[0] if len(inputs) == 1 else inputs
+
+
+def _count(call, index):
+    """The MACs and parameters of one layer call at width `index`."""
+    layer = call.operation
+    counts = {"macs": 0, "conv_fc_params": 0, "bn_affine_params": 0}
+    if isinstance(layer, keras.Model):
+        return counts  # Its own layers were recorded while walking it.
+    input_shape = call.input_shapes[0] if call.input_shapes else ()
+    output_shape = call.output_shapes[0] if call.output_shapes else ()
+    if isinstance(layer, SwitchableBatchNormalization):
+        if layer.shared:
+            batch_norm, channels = layer.batch_norms[0], input_shape[-1]
+        else:
+            batch_norm = layer.batch_norms[index]
+            channels = batch_norm.moving_mean.shape[0]
+        counts["bn_affine_params"] = channels * (
+            int(batch_norm.scale) + int(batch_norm.center)
+        )
+    elif isinstance(layer, keras.layers.BatchNormalization):
+        counts["bn_affine_params"] = sum(
+            math.prod(v.shape)
+            for v in (
+                getattr(layer, "gamma", None),
+                getattr(layer, "beta", None),
+            )
+            if v is not None
+        )
+    elif isinstance(layer, _AVERAGE_POOLING):
+        # PyTorch pads inside the pooling op; here the zeros that make a
+        # padded pool count them in the average (`count_include_pad`) come
+        # from a separate ZeroPadding layer, which the reference's count
+        # (one MAC per input element) does not see.
+        source = call.sources[0] if call.sources else None
+        if source is not None and isinstance(source.operation, _ZERO_PADDING):
+            input_shape = source.input_shapes[0]
+        counts["macs"] = math.prod(input_shape[1:])
+    elif isinstance(layer, (SlimmableDense, keras.layers.Dense)):
+        units = output_shape[-1]
+        kernel = input_shape[-1] * units
+        counts["macs"] = math.prod(output_shape[1:-1]) * kernel
+        counts["conv_fc_params"] = kernel + (units if layer.use_bias else 0)
+    elif isinstance(layer, _SLIMMABLE_CONVOLUTIONS + _PLAIN_WEIGHTED):
+        kernel_shape, bias = _active_kernel(layer, input_shape, index)
+        kernel = math.prod(kernel_shape)
+        counts["macs"] = math.prod(output_shape[1:-1]) * kernel
+        counts["conv_fc_params"] = kernel + bias
+    elif layer.trainable_weights:
+        raise ValueError(
+            f"`profile` does not know how to count layer '{layer.name}' of "
+            f"type {type(layer).__name__}, which has trainable weights."
+        )
+    return counts
+
+
+_SLIMMABLE_CONVOLUTIONS = (
+    SlimmableConv2D,
+    SlimmableDepthwiseConv2D,
+    SlimmableGroupedConv2D,
+)
+
+
+def _active_kernel(layer, input_shape, index):
+    """The shape of the kernel slice a convolution uses, and its bias size.
+
+    The kernel shape is `(*kernel_size, in_per_group, out)`, so its size
+    times the output positions is the MACs.
+    """
+    channels_in = input_shape[-1]
+    size = tuple(layer.kernel_size)
+    if isinstance(layer, SlimmableDepthwiseConv2D):
+        shape, out = size + (channels_in, 1), channels_in
+    elif isinstance(layer, SlimmableGroupedConv2D):
+        out = channels_at(layer.filters, layer.name, index)
+        per_group = channels_in // layer.groups
+        shape = size + (per_group if layer.split_inputs else channels_in, out)
+    elif isinstance(layer, SlimmableConv2D):
+        out = channels_at(layer.filters, layer.name, index)
+        shape = size + (channels_in, out)
+    else:  # An ordinary Keras convolution: its whole kernel.
+        shape = tuple(layer.kernel.shape)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            out = shape[-2] * shape[-1]
+        else:
+            out = shape[-1]
+    return shape, (out if layer.use_bias else 0)
