@@ -218,8 +218,8 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         width = config.pop("width", None)
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
         return cls(
-            inputs=graph.inputs,
-            outputs=graph.outputs,
+            inputs=graph.input,
+            outputs=graph.output,
             widths=widths,
             width=width,
             name=graph.name,
