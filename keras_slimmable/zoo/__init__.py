@@ -8,7 +8,15 @@ keras_slimmable.zoo.list_models()
 """
 
 from keras_slimmable.zoo.common import preprocess_input
+from keras_slimmable.zoo.mobilenet_v1 import s_mobilenet_v1
+from keras_slimmable.zoo.mobilenet_v2 import s_mobilenet_v2
 from keras_slimmable.zoo.registry import create_model
 from keras_slimmable.zoo.registry import list_models
 
-__all__ = ["create_model", "list_models", "preprocess_input"]
+__all__ = [
+    "create_model",
+    "list_models",
+    "preprocess_input",
+    "s_mobilenet_v1",
+    "s_mobilenet_v2",
+]

@@ -1,0 +1,336 @@
+"""Load reference (official PyTorch) slimmable checkpoints into zoo models.
+
+This is the one way reference weights come in. A per-architecture *key map*
+(`keras_slimmable.convert.key_maps.KEY_MAPS`) names, for every Keras layer
+with weights, the reference module prefix its weights come from; the layer
+type decides how tensors are laid out:
+
+- `SlimmableConv2D`, `SlimmableGroupedConv2D`, `keras.layers.Conv2D`:
+  `<p>.weight` `(O, I, kh, kw)` -> kernel `(kh, kw, I, O)`, `<p>.bias`;
+- `SlimmableDepthwiseConv2D`, `keras.layers.DepthwiseConv2D`:
+  `(C, 1, kh, kw)` -> `(kh, kw, C, 1)`;
+- `SlimmableDense`, `keras.layers.Dense`: `(O, I)` -> `(I, O)`, bias;
+- `SwitchableBatchNormalization`: `<p>.bn.<i>.{weight, bias, running_mean,
+  running_var}` into the batch norm of width index `i`;
+- `keras.layers.BatchNormalization`: `<p>.{weight, bias, running_mean,
+  running_var}`.
+
+A key map may give a layer a LIST of `g` prefixes: the layer is then `g`
+reference modules side by side on the output channels (ShuffleNet's group
+convs): each module's tensors are converted as above and concatenated on
+the output-channel axis (for a switchable batch norm, per width).
+`num_batches_tracked` entries are ignored.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_slimmable.convert.key_maps import KEY_MAPS
+from keras_slimmable.convert.torch_checkpoint import load_state_dict
+from keras_slimmable.layers import SlimmableConv2D
+from keras_slimmable.layers import SlimmableDense
+from keras_slimmable.layers import SlimmableDepthwiseConv2D
+from keras_slimmable.layers import SlimmableGroupedConv2D
+from keras_slimmable.layers import SwitchableBatchNormalization
+
+__all__ = ["CheckpointMismatchError", "load_reference_checkpoint"]
+
+_IGNORED_SUFFIX = ".num_batches_tracked"
+# PyTorch batch-norm tensor name -> Keras BatchNormalization attribute.
+_BATCH_NORM_TENSORS = (
+    ("weight", "gamma"),
+    ("bias", "beta"),
+    ("running_mean", "moving_mean"),
+    ("running_var", "moving_variance"),
+)
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model: keys missing, unexpected or of
+    the wrong shape (all of them are listed, and kept as attributes
+    `missing`, `unexpected` and `mismatched`)."""
+
+    def __init__(self, message, missing=(), unexpected=(), mismatched=()):
+        super().__init__(message)
+        self.missing = list(missing)
+        self.unexpected = list(unexpected)
+        self.mismatched = list(mismatched)
+
+
+class _Slot:
+    """One model variable and the checkpoint tensors that make its value.
+
+    `keys` holds one key per module prefix; their tensors, each converted
+    by `transform`, are concatenated on `axis` (of the Keras layout).
+    """
+
+    def __init__(self, variable, keys, transform, axis):
+        self.variable = variable
+        self.keys = keys
+        self.transform = transform
+        self.axis = axis
+
+    def expected_shapes(self):
+        """The checkpoint shape each key must have (PyTorch layout)."""
+        shape = list(self.variable.shape)
+        parts = len(self.keys)
+        if shape[self.axis] % parts:
+            raise ValueError(
+                f"Variable '{self.variable.path}' has {shape[self.axis]} "
+                f"channels, which {parts} reference modules cannot share "
+                "equally: the key map is wrong for this model."
+            )
+        shape[self.axis] //= parts
+        torch_shape = _to_torch_shape(tuple(shape), self.transform)
+        return {key: torch_shape for key in self.keys}
+
+    def value(self, state):
+        parts = [self.transform(np.asarray(state[key])) for key in self.keys]
+        value = (
+            parts[0] if len(parts) == 1 else np.concatenate(parts, self.axis)
+        )
+        return value.astype(self.variable.dtype, copy=False)
+
+
+def _conv_kernel(weight):
+    return np.transpose(weight, (2, 3, 1, 0))
+
+
+def _depthwise_kernel(weight):
+    return np.transpose(weight, (2, 3, 0, 1))
+
+
+def _dense_kernel(weight):
+    return np.transpose(weight, (1, 0))
+
+
+def _identity(value):
+    return value
+
+
+_INVERSE_PERMUTATIONS = {
+    _conv_kernel: (3, 2, 0, 1),
+    _depthwise_kernel: (2, 3, 0, 1),
+    _dense_kernel: (1, 0),
+}
+
+
+def _to_torch_shape(keras_shape, transform):
+    permutation = _INVERSE_PERMUTATIONS.get(transform)
+    if permutation is None:
+        return keras_shape
+    return tuple(keras_shape[i] for i in permutation)
+
+
+def _prefixes(value):
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _weight_slots(layer, prefixes, kernel_transform, kernel_axis):
+    slots = [
+        _Slot(
+            layer.kernel,
+            [f"{p}.weight" for p in prefixes],
+            kernel_transform,
+            kernel_axis,
+        )
+    ]
+    if getattr(layer, "bias", None) is not None:
+        slots.append(
+            _Slot(layer.bias, [f"{p}.bias" for p in prefixes], _identity, 0)
+        )
+    return slots
+
+
+def _batch_norm_slots(batch_norm, prefixes):
+    slots = []
+    for torch_name, keras_name in _BATCH_NORM_TENSORS:
+        variable = getattr(batch_norm, keras_name, None)
+        if variable is not None:
+            keys = [f"{p}.{torch_name}" for p in prefixes]
+            slots.append(_Slot(variable, keys, _identity, 0))
+    return slots
+
+
+def _layer_slots(layer, mapped):
+    """The slots of one layer, by layer type."""
+    prefixes = _prefixes(mapped)
+    if isinstance(
+        layer,
+        (SlimmableConv2D, SlimmableGroupedConv2D, keras.layers.Conv2D),
+    ):
+        return _weight_slots(layer, prefixes, _conv_kernel, 3)
+    if isinstance(
+        layer, (SlimmableDepthwiseConv2D, keras.layers.DepthwiseConv2D)
+    ):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:  # keras.layers.DepthwiseConv2D
+            kernel = layer.depthwise_kernel
+        slots = [
+            _Slot(
+                kernel,
+                [f"{p}.weight" for p in prefixes],
+                _depthwise_kernel,
+                2,
+            )
+        ]
+        if getattr(layer, "bias", None) is not None:
+            slots.append(
+                _Slot(layer.bias, [f"{p}.bias" for p in prefixes], _identity, 0)
+            )
+        return slots
+    if isinstance(layer, (SlimmableDense, keras.layers.Dense)):
+        return _weight_slots(layer, prefixes, _dense_kernel, 1)
+    if isinstance(layer, SwitchableBatchNormalization):
+        if layer.shared:
+            raise ValueError(
+                f"Layer '{layer.name}' is a shared batch norm (the naive "
+                "baseline, `shared=True`): reference checkpoints hold one "
+                "batch norm per width and cannot be loaded into it. Build "
+                "the model with `shared_batch_norm=False`."
+            )
+        slots = []
+        for index, batch_norm in enumerate(layer.batch_norms):
+            width_prefixes = [f"{p}.bn.{index}" for p in prefixes]
+            slots.extend(_batch_norm_slots(batch_norm, width_prefixes))
+        return slots
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return _batch_norm_slots(layer, prefixes)
+    raise ValueError(
+        f"Layer '{layer.name}' of type {type(layer).__name__} has weights, "
+        "but reference checkpoints can only be loaded into slimmable "
+        "convolutions, dense layers and batch norms."
+    )
+
+
+def _format_shape(shape):
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _plan(model, key_map, state):
+    """Every variable with its new value, or a CheckpointMismatchError."""
+    slots = []
+    unmapped = []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in key_map:
+            unmapped.append(layer.name)
+            continue
+        slots.extend(_layer_slots(layer, key_map[layer.name]))
+    if unmapped:
+        raise ValueError(
+            f"The key map has no entry for the layers {sorted(unmapped)} of "
+            f"model '{model.name}': is `architecture` right?"
+        )
+
+    expected = {}
+    for slot in slots:
+        expected.update(slot.expected_shapes())
+    present = {k for k in state if not k.endswith(_IGNORED_SUFFIX)}
+    missing = sorted(set(expected) - present)
+    unexpected = sorted(present - set(expected))
+    mismatched = sorted(
+        key
+        for key in set(expected) & present
+        if tuple(np.shape(state[key])) != expected[key]
+    )
+    if missing or unexpected or mismatched:
+        return None, (
+            [(k, expected[k]) for k in missing],
+            [(k, tuple(np.shape(state[k]))) for k in unexpected],
+            [(k, expected[k], tuple(np.shape(state[k]))) for k in mismatched],
+        )
+    return [(slot.variable, slot.value(state)) for slot in slots], None
+
+
+def _mismatch_error(path, model, architecture, missing, unexpected, mismatched):
+    lines = [
+        f"The checkpoint '{os.fspath(path)}' does not match model "
+        f"'{model.name}' (architecture '{architecture}', widths "
+        f"{getattr(model, 'widths', None)}). Nothing was loaded."
+    ]
+    if missing:
+        lines.append(f"Missing keys ({len(missing)}):")
+        lines += [f"  {k}: expected {_format_shape(s)}" for k, s in missing]
+    if unexpected:
+        lines.append(f"Unexpected keys ({len(unexpected)}):")
+        lines += [f"  {k}: found {_format_shape(s)}" for k, s in unexpected]
+    if mismatched:
+        lines.append(f"Shape mismatches ({len(mismatched)}):")
+        lines += [
+            f"  {k}: expected {_format_shape(e)}, found {_format_shape(f)}"
+            for k, e, f in mismatched
+        ]
+    return CheckpointMismatchError(
+        "\n".join(lines),
+        missing=[k for k, _ in missing],
+        unexpected=[k for k, _ in unexpected],
+        mismatched=[k for k, _, _ in mismatched],
+    )
+
+
+def load_reference_checkpoint(model, path, architecture=None):
+    """Loads a reference PyTorch checkpoint into a zoo model.
+
+    The checkpoint is read without PyTorch and without running any code
+    from the file. Every key of the checkpoint must find its variable and
+    every variable its key, with the right shape; otherwise nothing is
+    loaded and one error lists all the differences. The load is atomic:
+    if assigning fails half way, the previous values are restored.
+
+    Args:
+        model: a model built by a zoo builder (with the widths and classes
+            of the checkpoint).
+        path: the checkpoint file (`.pt`, `.pth`, `.pth.tar`, ...).
+        architecture: the key map to use, a key of
+            `keras_slimmable.convert.key_maps.KEY_MAPS` such as
+            `"s_mobilenet_v1"`. Defaults to `model.name`.
+
+    Raises:
+        CheckpointMismatchError: keys missing, unexpected or of the wrong
+            shape, all listed (a `ValueError`).
+        keras_slimmable.convert.torch_checkpoint.CheckpointFormatError: the
+            file is truncated, corrupt or not a checkpoint.
+        keras_slimmable.convert.torch_checkpoint.UnsafeCheckpointError:
+            the file asks to run code.
+        ValueError: unknown architecture, or a model the checkpoint cannot
+            go into (e.g. shared batch norms).
+
+    Example:
+
+    ```python
+    model = keras_slimmable.zoo.s_mobilenet_v1()
+    keras_slimmable.load_reference_checkpoint(
+        model, "s_mobilenet_v1_0.25_0.5_0.75_1.0.pt"
+    )
+    ```
+    """
+    architecture = model.name if architecture is None else architecture
+    if architecture not in KEY_MAPS:
+        raise ValueError(
+            f"No key map for architecture {architecture!r}. Available: "
+            f"{sorted(KEY_MAPS)}. Pass `architecture=` when the model has "
+            "another name."
+        )
+    key_map = KEY_MAPS[architecture](model)
+    state = load_state_dict(path)
+    assignments, mismatch = _plan(model, key_map, state)
+    if mismatch is not None:
+        raise _mismatch_error(path, model, architecture, *mismatch)
+
+    previous = [
+        (variable, keras.ops.convert_to_numpy(variable).copy())
+        for variable, _ in assignments
+    ]
+    done = 0
+    try:
+        for variable, value in assignments:
+            variable.assign(value)
+            done += 1
+    except BaseException:
+        for variable, value in previous[: done + 1]:
+            variable.assign(value)
+        raise
