@@ -12,6 +12,10 @@ from keras_slimmable.zoo.mobilenet_v1 import s_mobilenet_v1
 from keras_slimmable.zoo.mobilenet_v2 import s_mobilenet_v2
 from keras_slimmable.zoo.registry import create_model
 from keras_slimmable.zoo.registry import list_models
+from keras_slimmable.zoo.resnet import s_resnet
+from keras_slimmable.zoo.resnet import s_resnet50
+from keras_slimmable.zoo.resnet import s_resnet101
+from keras_slimmable.zoo.resnet import s_resnet152
 
 __all__ = [
     "create_model",
@@ -19,4 +23,8 @@ __all__ = [
     "preprocess_input",
     "s_mobilenet_v1",
     "s_mobilenet_v2",
+    "s_resnet",
+    "s_resnet50",
+    "s_resnet101",
+    "s_resnet152",
 ]
