@@ -1,9 +1,21 @@
 """What every slimmable layer shares: per-width channel lists and padding."""
 
+import numbers
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_slimmable.widths import active_width_index
+
+
+def _positive_int(value):
+    """`value` as an int if it is an integer (numpy's too) > 0, else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, numbers.Integral) and value > 0:
+        return int(value)
+    return None
 
 
 def standardize_channels(value, name, allow_int=True):
@@ -14,29 +26,26 @@ def standardize_channels(value, name, allow_int=True):
         name: the argument name, for error messages.
         allow_int: whether a single int is accepted.
     """
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, numbers.Integral) and not isinstance(
+        value, (bool, np.bool_)
+    ):
         if not allow_int:
             raise ValueError(
                 f"`{name}` must list one channel count per width. "
                 f"Received: {name}={value!r}"
             )
-        if value <= 0:
+        if _positive_int(value) is None:
             raise ValueError(
                 f"`{name}` must be positive. Received: {name}={value!r}"
             )
-        return value
-    try:
-        result = tuple(int(v) for v in value)
-    except (TypeError, ValueError):
+        return int(value)
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise ValueError(
             f"`{name}` must be an int or a sequence of ints, one per width. "
             f"Received: {name}={value!r}"
-        ) from None
-    if (
-        not result
-        or any(v <= 0 for v in result)
-        or any(float(v) != float(raw) for v, raw in zip(result, value))
-    ):
+        )
+    result = tuple(_positive_int(v) for v in value)
+    if not result or None in result:
         raise ValueError(
             f"`{name}` must hold positive ints, one per width. "
             f"Received: {name}={value!r}"

@@ -257,9 +257,11 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
             dilation_rate=self.dilation_rate,
         )
         if self.split_inputs:
+            self._check_input_channels(
+                channels_in, self.groups * self.kernel.shape[2]
+            )
             self._check_divisible(channels_in)
             part = channels_in // self.groups
-            self._check_input_channels(part, self.kernel.shape[2])
             outputs = [
                 ops.conv(
                     inputs[..., k * part : (k + 1) * part],

@@ -486,20 +486,10 @@ def test_bad_filters(make, filters, message):
     assert f"filters={filters!r}" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="standardize_channels rejects numpy integer scalars, which "
-    "keras.layers.Conv2D accepts",
-)
 def test_numpy_integer_filters_are_accepted():
     assert ks.SlimmableConv2D(np.int64(4), 3).filters == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="standardize_channels rejects a bool filters but accepts bools "
-    "inside a per-width list, as 1",
-)
 def test_bools_inside_filters_are_rejected():
     with pytest.raises(ValueError, match="filters="):
         ks.SlimmableConv2D((True, 2), 3)
@@ -580,12 +570,6 @@ def test_grouped_without_split_input_wider_than_built():
         layer(random_inputs(8))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SlimmableGroupedConv2D(split_inputs=True) reports the per-group "
-    "part (5) and the per-group kernel size (4), not the 10 input channels "
-    "received nor the 8 it was built for",
-)
 def test_grouped_split_input_wider_than_built_names_the_input_channels():
     layer = ks.SlimmableGroupedConv2D((4, 8), 1, groups=2)
     layer.build((None, 8, 8, 8))
