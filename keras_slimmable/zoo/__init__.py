@@ -16,6 +16,7 @@ from keras_slimmable.zoo.resnet import s_resnet
 from keras_slimmable.zoo.resnet import s_resnet50
 from keras_slimmable.zoo.resnet import s_resnet101
 from keras_slimmable.zoo.resnet import s_resnet152
+from keras_slimmable.zoo.shufflenet import s_shufflenet
 
 __all__ = [
     "create_model",
@@ -27,4 +28,5 @@ __all__ = [
     "s_resnet50",
     "s_resnet101",
     "s_resnet152",
+    "s_shufflenet",
 ]

@@ -10,6 +10,7 @@ output channels. `keras_slimmable.convert.reference` does the rest.
 from keras_slimmable.convert.key_maps import s_mobilenet_v1
 from keras_slimmable.convert.key_maps import s_mobilenet_v2
 from keras_slimmable.convert.key_maps import s_resnet
+from keras_slimmable.convert.key_maps import s_shufflenet
 
 KEY_MAPS = {
     "s_mobilenet_v1": s_mobilenet_v1.key_map,
@@ -17,4 +18,5 @@ KEY_MAPS = {
     "s_resnet50": s_resnet.key_map,
     "s_resnet101": s_resnet.key_map,
     "s_resnet152": s_resnet.key_map,
+    "s_shufflenet": s_shufflenet.key_map,
 }

@@ -1,0 +1,282 @@
+"""S-ShuffleNet: the slimmable ShuffleNet (v1, 3 groups) of Yu et al.
+
+The architecture is exactly that of the reference PyTorch implementation, so
+its checkpoints convert weight for weight (see
+`keras_slimmable.convert.key_maps.s_shufflenet`). Its pointwise group
+convolutions are separate convolutions whose active channels, at a narrower
+width, are a prefix within each group (`SlimmableGroupedConv2D`).
+"""
+
+import math
+
+import keras
+
+from keras_slimmable.layers import ChannelShuffle
+from keras_slimmable.layers import SlimmableDense
+from keras_slimmable.layers import SlimmableDepthwiseConv2D
+from keras_slimmable.layers import SlimmableGroupedConv2D
+from keras_slimmable.layers import SwitchableBatchNormalization
+from keras_slimmable.model import SlimmableModel
+from keras_slimmable.zoo.common import BATCH_NORM_EPSILON
+from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
+from keras_slimmable.zoo.common import check_builder_arguments
+from keras_slimmable.zoo.registry import register_model
+from keras_slimmable.zoo.weights import check_weights_argument
+from keras_slimmable.zoo.weights import load_builder_weights
+from keras_slimmable.zoo.weights import weights_file_name
+
+DEFAULT_WIDTHS = (0.5, 1.0, 2.0)
+GROUPS = 3
+# (stage, output channels at width 1.0, units); the first unit of every
+# stage has stride 2, the others stride 1.
+STAGES = ((2, 240, 4), (3, 480, 8), (4, 960, 4))
+_STEM_CHANNELS = 24
+_BOTTLENECK_RATIO = 4
+
+MANIFEST = {
+    "architecture": "s_shufflenet",
+    "reference_model_id": "1427f66",
+    "reference_file": "s_shufflenet_0.5_1.0_2.0.pt",
+    "reference_url": (
+        "https://github.com/JiahuiYu/slimmable_networks/files/2709082/"
+        "s_shufflenet_0.5_1.0_2.0.pt.zip"
+    ),
+    "license": "CC BY-NC 4.0",
+    "widths": DEFAULT_WIDTHS,
+    "classes": 1000,
+    # Published ImageNet top-1 error (%), per width.
+    "top1_error": {2.0: 28.6, 1.0: 34.5, 0.5: 42.8},
+    "keras_file": weights_file_name("s_shufflenet"),
+}
+
+
+def _conv_initializer(kernel_size, channels):
+    """The reference's N(0, sqrt(2 / (k * k * out))), `out` counting the
+    output channels of one reference module (one group)."""
+    return keras.initializers.RandomNormal(
+        stddev=math.sqrt(2.0 / (kernel_size * kernel_size * channels))
+    )
+
+
+def _batch_norm(channels, shared, name):
+    return SwitchableBatchNormalization(
+        channels,
+        momentum=BATCH_NORM_MOMENTUM,
+        epsilon=BATCH_NORM_EPSILON,
+        shared=shared,
+        name=name,
+    )
+
+
+def _group_conv(filters, name, split_inputs=True, kernel_size=1, **kwargs):
+    return SlimmableGroupedConv2D(
+        filters,
+        kernel_size,
+        GROUPS,
+        split_inputs=split_inputs,
+        use_bias=False,
+        kernel_initializer=_conv_initializer(
+            kernel_size, filters[-1] // GROUPS
+        ),
+        name=name,
+        **kwargs,
+    )
+
+
+def _check_divisible(channels, what):
+    if any(c % GROUPS for c in channels):
+        raise ValueError(
+            f"s_shufflenet splits {what} into {GROUPS} groups, so it must be "
+            f"divisible by {GROUPS} at every width. Received widths that "
+            f"make it {channels}; the default widths {DEFAULT_WIDTHS} work."
+        )
+
+
+def _shuffle_unit(x, input_channels, channels, strides, first, shared, name):
+    """One ShuffleNet unit; returns `(output, its channels per width)`.
+
+    `channels` is the unit's nominal output, `int(c * w)` per width. A
+    stride-2 unit concatenates its branch with the average-pooled input, so
+    its branch produces `channels - input_channels`. With `first`, every
+    group of the first convolution reads the whole input.
+    """
+    mid = tuple(c // _BOTTLENECK_RATIO for c in channels)
+    if strides == 1:
+        branch = channels
+    else:
+        branch = tuple(o - i for o, i in zip(channels, input_channels))
+    _check_divisible(mid, f"the bottleneck of {name}")
+    _check_divisible(branch, f"the output of {name}'s branch")
+
+    y = _group_conv(mid, f"{name}_gconv1", split_inputs=not first)(x)
+    y = _batch_norm(mid, shared, f"{name}_bn1")(y)
+    y = keras.layers.ReLU(name=f"{name}_relu1")(y)
+    y = ChannelShuffle(GROUPS, name=f"{name}_shuffle")(y)
+    y = SlimmableDepthwiseConv2D(
+        3,
+        channels=mid,
+        strides=strides,
+        padding=1,
+        use_bias=False,
+        depthwise_initializer=_conv_initializer(3, mid[-1]),
+        name=f"{name}_dwconv",
+    )(y)
+    y = _batch_norm(mid, shared, f"{name}_bn2")(y)
+    y = _group_conv(branch, f"{name}_gconv2")(y)
+    y = _batch_norm(branch, shared, f"{name}_bn3")(y)
+    if strides == 1:
+        y = keras.layers.Add(name=f"{name}_add")([y, x])
+        return keras.layers.ReLU(name=f"{name}_out")(y), channels
+    y = keras.layers.ReLU(name=f"{name}_relu3")(y)
+    # PyTorch's AvgPool2d(3, 2, padding=1) counts the padded zeros.
+    shortcut = keras.layers.ZeroPadding2D(1, name=f"{name}_shortcut_pad")(x)
+    shortcut = keras.layers.AveragePooling2D(
+        3, 2, name=f"{name}_shortcut_pool"
+    )(shortcut)
+    y = keras.layers.Concatenate(name=f"{name}_out")([y, shortcut])
+    return y, tuple(b + i for b, i in zip(branch, input_channels))
+
+
+@register_model("s_shufflenet")
+def s_shufflenet(
+    widths=None,
+    weights=None,
+    input_shape=None,
+    include_top=True,
+    classes=1000,
+    pooling=None,
+    shared_batch_norm=False,
+    name="s_shufflenet",
+):
+    """Builds S-ShuffleNet, the slimmable ShuffleNet v1 with 3 groups.
+
+    Exactly the reference architecture: a stem of three parallel 3x3
+    stride-2 convolutions (each `3 -> int(24 * w) // 3`, with its own batch
+    norm and ReLU), a 3x3 stride-2 max pool without padding, 16 ShuffleNet
+    units in three stages of output `int(c * w)` for c in 240, 480, 960,
+    global average pooling and a classifier whose input is sliced to the
+    width's `int(960 * w)` features.
+
+    A unit: pointwise group conv (3 groups) to a quarter of the unit's
+    output, batch norm, ReLU, channel shuffle, 3x3 depthwise conv (the
+    stride sits here), batch norm, pointwise group conv, batch norm; then
+    the identity added (stride 1) or, for stride 2, the ReLU'd branch
+    concatenated with a 3x3 stride-2 average pool of the input; ReLU after
+    the add. At a narrower width every group uses a prefix of its own
+    channels (`SlimmableGroupedConv2D`). The groups of the very first
+    unit's first convolution each read the whole stem output.
+
+    Layers are named `stem_conv`, `stem_bn`, `stage{s}_unit{u}_gconv1`,
+    `stage{s}_unit{u}_bn1`, `..._dwconv`, `..._bn2`, `..._gconv2`,
+    `..._bn3`, `predictions` (stages 2 to 4 as in the ShuffleNet paper,
+    units counted from 1).
+
+    Reference: [Yu et al., Slimmable Neural Networks, ICLR 2019](
+    https://arxiv.org/abs/1812.08928); [Zhang et al., ShuffleNet, CVPR
+    2018](https://arxiv.org/abs/1707.01083).
+
+    Args:
+        widths: the width multipliers, ascending. Every channel count must
+            split into 3 groups at every width. Defaults to
+            `(0.5, 1.0, 2.0)`, those of the reference checkpoint.
+        weights: `None` (random initialization, as the reference's), a
+            path to a `.weights.h5` file of this package, a path to a
+            reference PyTorch checkpoint (`.pt`, `.pth`, `.pth.tar`,
+            ...), or `"imagenet"` for the reference ImageNet weights once
+            converted into the Keras cache (see
+            `python -m keras_slimmable.convert`). Defaults to `None`.
+        input_shape: `(height, width, 3)`; other sizes than 224 work (the
+            pooling is global), and `None` spatial sizes too. Defaults to
+            `(224, 224, 3)`.
+        include_top: whether to end with the classifier. Defaults to
+            `True`.
+        classes: the number of classes of the classifier. Defaults to
+            `1000`.
+        pooling: with `include_top=False`, `None` (the last feature map),
+            `"avg"` or `"max"` (global pooling). Defaults to `None`.
+        shared_batch_norm: build the paper's naive baseline, one batch
+            norm shared by all widths, instead of switchable batch norms.
+            Defaults to `False`.
+        name: the model name. Defaults to `"s_shufflenet"`.
+
+    Returns:
+        A `SlimmableModel` whose output is the logits (no softmax).
+
+    Example:
+
+    ```python
+    model = keras_slimmable.zoo.s_shufflenet(input_shape=(64, 64, 3))
+    logits = model(images, width=0.5)
+    ```
+    """
+    widths, input_shape = check_builder_arguments(
+        name, DEFAULT_WIDTHS, widths, include_top, classes, pooling, input_shape
+    )
+    check_weights_argument(
+        weights,
+        MANIFEST,
+        widths=widths,
+        include_top=include_top,
+        classes=classes,
+        shared_batch_norm=shared_batch_norm,
+    )
+
+    inputs = keras.Input(shape=input_shape, name="images")
+    # Three parallel stem convs, each with its own batch norm: one grouped
+    # conv whose groups all read the image, and one batch norm over the
+    # concatenation (batch norm is per channel).
+    channels = tuple(
+        GROUPS * (int(_STEM_CHANNELS * w) // GROUPS) for w in widths
+    )
+    x = _group_conv(
+        channels,
+        "stem_conv",
+        split_inputs=False,
+        kernel_size=3,
+        strides=2,
+        padding=1,
+    )(inputs)
+    x = _batch_norm(channels, shared_batch_norm, "stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    x = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(x)
+
+    first = True
+    for stage, stage_channels, units in STAGES:
+        unit_channels = tuple(int(stage_channels * w) for w in widths)
+        for unit in range(1, units + 1):
+            x, channels = _shuffle_unit(
+                x,
+                channels,
+                unit_channels,
+                2 if unit == 1 else 1,
+                first,
+                shared_batch_norm,
+                f"stage{stage}_unit{unit}",
+            )
+            first = False
+
+    if include_top:
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = SlimmableDense(
+            classes,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            name="predictions",
+        )(x)
+    elif pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+    model = SlimmableModel(inputs, x, widths=widths, name=name)
+    load_builder_weights(
+        model,
+        weights,
+        MANIFEST,
+        include_top=include_top,
+        build_full_model=lambda: s_shufflenet(
+            widths=widths,
+            input_shape=input_shape,
+            shared_batch_norm=shared_batch_norm,
+        ),
+    )
+    return model
