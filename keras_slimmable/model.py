@@ -140,6 +140,24 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         """
         self._width = self._widths[width_index(self._widths, width)]
 
+    def materialize(self, width=None):
+        """A plain Keras model of one width, holding only its weights.
+
+        Ordinary `Conv2D`, `DepthwiseConv2D`, `Dense` and
+        `BatchNormalization` layers with this width's weights copied in:
+        the same outputs at inference, a truly narrow artifact to export.
+        See `keras_slimmable.materialize.materialize`.
+
+        Args:
+            width: one of `self.widths`. Defaults to `self.width`.
+
+        Raises:
+            ValueError: if `width` is not in `self.widths`.
+        """
+        from keras_slimmable.materialize import materialize
+
+        return materialize(self, self.width if width is None else width)
+
     def _width_index(self, width=None):
         return width_index(
             self._widths, self._width if width is None else width

@@ -5,6 +5,7 @@ import pathlib
 import time
 
 import keras
+import numpy as np
 import pytest
 
 import keras_slimmable
@@ -43,8 +44,9 @@ def every_layer_model(size=16):
     x = SlimmableConv2D(20, 1, name="tail")(x)
     x = keras.layers.BatchNormalization(name="tail_bn")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dense(7, name="fc0")(x)
     x = SlimmableDense((4, 8), name="fc1")(x)
-    outputs = keras.layers.Dense(5, name="fc2")(x)
+    outputs = SlimmableDense(5, name="fc2")(x)
     return SlimmableModel(inputs, outputs, widths=(0.5, 1.0))
 
 
@@ -70,13 +72,15 @@ def expected_every_layer(c, f, size=16):
     params += 2 * c * 20 + 20
     bn += 2 * 20  # tail_bn: shared by every width, whole
     macs += h * h * 20  # global average pool
-    macs += 20 * f + f * 5
-    params += 20 * f + f + f * 5 + 5
+    macs += 20 * 7 + 7 * f + f * 5  # fc0 (plain), fc1, fc2
+    params += 20 * 7 + 7 + 7 * f + f + f * 5 + 5
     return {"macs": macs, "conv_fc_params": params, "bn_affine_params": bn}
 
 
 def test_every_layer_kind():
     model = every_layer_model()
+    for width in model.widths:  # The model really runs at every width.
+        model(np.zeros((1, 16, 16, 3), "float32"), width=width)
     assert profile(model) == {
         0.5: expected_every_layer(6, 4),
         1.0: expected_every_layer(12, 8),
