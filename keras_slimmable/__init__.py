@@ -5,6 +5,7 @@ One network that runs at several widths, switchable at run time
 """
 
 from keras_slimmable import layers
+from keras_slimmable.convert.reference import load_reference_checkpoint
 from keras_slimmable.layers import SlimmableConv2D
 from keras_slimmable.layers import SlimmableDense
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
@@ -26,6 +27,7 @@ __all__ = [
     "SlimmableModel",
     "SwitchableBatchNormalization",
     "layers",
+    "load_reference_checkpoint",
     "make_divisible",
     "profile",
     "scale_channels",

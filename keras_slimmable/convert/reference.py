@@ -23,6 +23,7 @@ the output-channel axis (for a switchable batch norm, per width).
 """
 
 import os
+from collections.abc import Mapping
 
 import keras
 import numpy as np
@@ -284,7 +285,9 @@ def load_reference_checkpoint(model, path, architecture=None):
     Args:
         model: a model built by a zoo builder (with the widths and classes
             of the checkpoint).
-        path: the checkpoint file (`.pt`, `.pth`, `.pth.tar`, ...).
+        path: the checkpoint file (`.pt`, `.pth`, `.pth.tar`, ...), or a
+            state dict already read: a mapping from reference keys (with
+            or without `module.`) to NumPy arrays in PyTorch layout.
         architecture: the key map to use, a key of
             `keras_slimmable.convert.key_maps.KEY_MAPS` such as
             `"s_mobilenet_v1"`. Defaults to `model.name`.
@@ -316,7 +319,13 @@ def load_reference_checkpoint(model, path, architecture=None):
             "another name."
         )
     key_map = KEY_MAPS[architecture](model)
-    state = load_state_dict(path)
+    if isinstance(path, Mapping):
+        state = {
+            key.removeprefix("module."): value for key, value in path.items()
+        }
+        path = "<state dict>"
+    else:
+        state = load_state_dict(path)
     assignments, mismatch = _plan(model, key_map, state)
     if mismatch is not None:
         raise _mismatch_error(path, model, architecture, *mismatch)

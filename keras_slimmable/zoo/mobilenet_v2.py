@@ -139,7 +139,7 @@ def s_mobilenet_v2(
         shared_batch_norm=shared_batch_norm,
     )
 
-    inputs = keras.Input(shape=input_shape)
+    inputs = keras.Input(shape=input_shape, name="images")
     channels = scale_channels(32, widths, "make_divisible")
     x = SlimmableConv2D(
         channels,

@@ -95,6 +95,8 @@ def check_weights_argument(
     Raises:
         ValueError: naming the bad value and the accepted forms, or the
             argument that does not fit `weights="imagenet"`.
+        WeightsNotFoundError: `weights="imagenet"` and the converted
+            weights are not in the cache (or fail their sha256 check).
     """
     if weights is None:
         return
@@ -124,6 +126,8 @@ def check_weights_argument(
                 "With `weights='imagenet'` and `include_top=True`, `classes` "
                 f"must be {manifest['classes']}. Received: classes={classes!r}"
             )
+        # Fail before building the model when the cache cannot serve.
+        imagenet_weights_path(manifest)
         return
     if not os.path.isfile(weights):
         raise ValueError(

@@ -1,0 +1,327 @@
+"""Tests of `load_reference_checkpoint`, the key-map contract and the CLI.
+
+Golden numbers come from the reference fixtures in the `shared` folder
+beside the repository (the logits the reference PyTorch code computed).
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from keras_slimmable import SlimmableGroupedConv2D
+from keras_slimmable import SlimmableModel
+from keras_slimmable import SwitchableBatchNormalization
+from keras_slimmable import load_reference_checkpoint
+from keras_slimmable.convert.key_maps import KEY_MAPS
+from keras_slimmable.convert.reference import CheckpointMismatchError
+from keras_slimmable.convert.torch_checkpoint import CheckpointFormatError
+from keras_slimmable.convert.torch_checkpoint import load_state_dict
+from keras_slimmable.zoo import s_mobilenet_v1
+
+
+def _find_official_fixtures():
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "shared" / "fixtures" / "official"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+OFFICIAL = _find_official_fixtures()
+needs_fixtures = pytest.mark.skipif(
+    OFFICIAL is None,
+    reason="the shared reference fixtures (shared/fixtures/official) are "
+    "not beside the repository",
+)
+
+
+def _weights(model):
+    return [np.array(v) for v in model.get_weights()]
+
+
+def _assert_bitwise_equal(before, after):
+    assert len(before) == len(after)
+    for a, b in zip(before, after):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes()
+
+
+@pytest.fixture(scope="module")
+def v1_state():
+    if OFFICIAL is None:
+        pytest.skip("the shared reference fixtures are absent")
+    return load_state_dict(OFFICIAL / "s_mobilenet_v1.pt")
+
+
+@pytest.fixture(scope="module")
+def small_v1():
+    # Any input size holds the same weights: 32 px keeps the test fast.
+    return s_mobilenet_v1(input_shape=(32, 32, 3))
+
+
+@needs_fixtures
+def test_mismatches_are_listed_together_and_nothing_changes(small_v1, v1_state):
+    state = dict(v1_state)
+    del state["features.5.body.3.weight"]
+    del state["features.0.1.bn.2.running_var"]
+    state["features.14.body.0.weight"] = np.zeros((3, 1, 3, 3), "float32")
+    state["classifier.0.weight"] = np.zeros((1000, 1023), "float32")
+    state["features.2.body.1.bn.0.bias"] = np.zeros((9,), "float32")
+    before = _weights(small_v1)
+
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_reference_checkpoint(small_v1, state)
+
+    message = str(info.value)
+    assert "Missing keys (2)" in message
+    assert "features.0.1.bn.2.running_var: expected (24)" in message
+    assert "features.5.body.3.weight: expected (256, 256, 1, 1)" in message
+    assert "Unexpected keys (1)" in message
+    assert "features.14.body.0.weight: found (3, 1, 3, 3)" in message
+    assert "Shape mismatches (2)" in message
+    assert (
+        "classifier.0.weight: expected (1000, 1024), found (1000, 1023)"
+        in message
+    )
+    assert "features.2.body.1.bn.0.bias: expected (16), found (9)" in message
+    # Sorted, and kept on the error.
+    assert info.value.missing == [
+        "features.0.1.bn.2.running_var",
+        "features.5.body.3.weight",
+    ]
+    assert info.value.unexpected == ["features.14.body.0.weight"]
+    assert info.value.mismatched == [
+        "classifier.0.weight",
+        "features.2.body.1.bn.0.bias",
+    ]
+    assert isinstance(info.value, ValueError)
+    _assert_bitwise_equal(before, _weights(small_v1))
+
+
+@needs_fixtures
+@pytest.mark.parametrize("case", ["missing", "unexpected", "shape"])
+def test_each_mismatch_alone_leaves_the_model_unchanged(
+    small_v1, v1_state, case
+):
+    state = dict(v1_state)
+    if case == "missing":
+        del state["classifier.0.bias"]
+    elif case == "unexpected":
+        state["extra.weight"] = np.ones((2,), "float32")
+    else:
+        state["features.1.body.0.weight"] = np.ones((32, 1, 5, 5), "float32")
+    before = _weights(small_v1)
+    with pytest.raises(CheckpointMismatchError):
+        load_reference_checkpoint(small_v1, state)
+    _assert_bitwise_equal(before, _weights(small_v1))
+
+
+@needs_fixtures
+def test_a_failing_assignment_restores_every_variable(
+    small_v1, v1_state, monkeypatch
+):
+    before = _weights(small_v1)
+    # The classifier is assigned last: everything else is already loaded
+    # when it fails.
+    kernel = small_v1.get_layer("predictions").kernel
+
+    def broken_assign(value):
+        raise RuntimeError("simulated failure while assigning")
+
+    monkeypatch.setattr(kernel, "assign", broken_assign)
+    with pytest.raises(RuntimeError, match="simulated failure"):
+        load_reference_checkpoint(small_v1, v1_state)
+    monkeypatch.undo()
+    _assert_bitwise_equal(before, _weights(small_v1))
+
+
+@needs_fixtures
+def test_loads_from_a_file_a_state_dict_and_without_batch_counts(
+    small_v1, v1_state
+):
+    load_reference_checkpoint(small_v1, OFFICIAL / "s_mobilenet_v1.pt")
+    from_file = _weights(small_v1)
+    kernel = small_v1.get_layer("stem_conv").kernel
+    np.testing.assert_array_equal(
+        np.array(kernel),
+        v1_state["features.0.0.weight"].transpose(2, 3, 1, 0),
+    )
+    depthwise = small_v1.get_layer("block1_depthwise").kernel
+    np.testing.assert_array_equal(
+        np.array(depthwise),
+        v1_state["features.1.body.0.weight"].transpose(2, 3, 0, 1),
+    )
+    batch_norm = small_v1.get_layer("stem_bn").batch_norms[1]
+    np.testing.assert_array_equal(
+        np.array(batch_norm.moving_variance),
+        v1_state["features.0.1.bn.1.running_var"],
+    )
+
+    for variable in small_v1.weights:
+        variable.assign(np.zeros(variable.shape, variable.dtype))
+    state = {
+        "module." + key: value
+        for key, value in v1_state.items()
+        if not key.endswith("num_batches_tracked")
+    }
+    load_reference_checkpoint(small_v1, state, architecture="s_mobilenet_v1")
+    _assert_bitwise_equal(from_file, _weights(small_v1))
+
+
+@needs_fixtures
+def test_truncated_and_corrupt_files_raise_the_readers_error(
+    small_v1, tmp_path
+):
+    data = (OFFICIAL / "s_mobilenet_v1.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all" * 10)
+    before = _weights(small_v1)
+    for path in (truncated, garbage):
+        with pytest.raises(CheckpointFormatError):
+            load_reference_checkpoint(small_v1, path)
+    _assert_bitwise_equal(before, _weights(small_v1))
+
+
+@needs_fixtures
+def test_shared_batch_norm_is_refused(v1_state):
+    model = s_mobilenet_v1(input_shape=(32, 32, 3), shared_batch_norm=True)
+    before = _weights(model)
+    with pytest.raises(ValueError, match="shared batch norm"):
+        load_reference_checkpoint(model, v1_state)
+    _assert_bitwise_equal(before, _weights(model))
+
+
+def test_unknown_architecture_names_the_known_ones(small_v1):
+    with pytest.raises(ValueError, match="s_mobilenet_v2"):
+        load_reference_checkpoint(small_v1, {}, architecture="lenet")
+    renamed = s_mobilenet_v1(input_shape=(32, 32, 3), name="my_model")
+    with pytest.raises(ValueError, match="architecture="):
+        load_reference_checkpoint(renamed, {})
+
+
+def test_a_layer_made_of_several_reference_modules(monkeypatch):
+    """The key-map contract for a list of prefixes (ShuffleNet's groups):
+    the modules' tensors are concatenated on the output channels."""
+    groups, widths = 3, (0.5, 1.0)
+    inputs = keras.Input((4, 4, 6))
+    conv = SlimmableGroupedConv2D(
+        (6, 12), 1, groups=groups, use_bias=True, name="group_conv"
+    )
+    norm = SwitchableBatchNormalization((6, 12), epsilon=1e-5, name="norm")
+    model = SlimmableModel(inputs, norm(conv(inputs)), widths=widths)
+    rng = np.random.default_rng(0)
+    state = {}
+    for k in range(groups):
+        state[f"g{k}.conv.weight"] = rng.normal(size=(4, 2, 1, 1))
+        state[f"g{k}.conv.bias"] = rng.normal(size=(4,))
+        for i, count in enumerate((2, 4)):
+            prefix = f"g{k}.bn.bn.{i}"
+            state[f"{prefix}.weight"] = rng.normal(size=(count,))
+            state[f"{prefix}.bias"] = rng.normal(size=(count,))
+            state[f"{prefix}.running_mean"] = rng.normal(size=(count,))
+            state[f"{prefix}.running_var"] = rng.uniform(0.5, 2, (count,))
+    key_map = {
+        "group_conv": [f"g{k}.conv" for k in range(groups)],
+        "norm": [f"g{k}.bn" for k in range(groups)],
+    }
+    monkeypatch.setitem(KEY_MAPS, "grouped_test", lambda model: key_map)
+    load_reference_checkpoint(model, state, architecture="grouped_test")
+
+    x = rng.normal(size=(2, 4, 4, 6)).astype("float32")
+    for i, per_group in enumerate((2, 4)):
+        outputs = []
+        for k in range(groups):
+            w = state[f"g{k}.conv.weight"][:per_group, :, 0, 0]
+            y = x[..., 2 * k : 2 * k + 2] @ w.T
+            y = y + state[f"g{k}.conv.bias"][:per_group]
+            p = f"g{k}.bn.bn.{i}"
+            y = (y - state[f"{p}.running_mean"]) / np.sqrt(
+                state[f"{p}.running_var"] + 1e-5
+            ) * state[f"{p}.weight"] + state[f"{p}.bias"]
+            outputs.append(y)
+        expected = np.concatenate(outputs, axis=-1)
+        actual = np.array(model(x, width=widths[i]))
+        np.testing.assert_allclose(actual, expected, atol=1e-5)
+
+    wrong = dict(state)
+    wrong["g1.conv.weight"] = np.zeros((5, 2, 1, 1))
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_reference_checkpoint(model, wrong, architecture="grouped_test")
+    assert "g1.conv.weight: expected (4, 2, 1, 1), found (5, 2, 1, 1)" in str(
+        info.value
+    )
+
+
+@needs_fixtures
+def test_convert_cli_then_imagenet_weights(tmp_path, monkeypatch):
+    keras_home = tmp_path / "keras_home"
+    environment = dict(os.environ, KERAS_HOME=str(keras_home))
+    checkpoint = OFFICIAL / "s_mobilenet_v1.pt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keras_slimmable.convert",
+            "--model",
+            "s_mobilenet_v1",
+            str(checkpoint),
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = keras_home / "models" / "keras_slimmable"
+    weights_path = folder / "s_mobilenet_v1_imagenet.weights.h5"
+    assert weights_path.is_file()
+    recorded = (folder / (weights_path.name + ".sha256")).read_text().split()
+    assert str(weights_path) in result.stdout
+    assert f"sha256 {recorded[0]}" in result.stdout
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    model = s_mobilenet_v1(weights="imagenet")
+    reference = np.load(OFFICIAL / "s_mobilenet_v1_reference.npz")
+    for width in reference["widths"]:
+        logits = np.array(model(reference["input_nhwc"], width=float(width)))
+        expected = reference[f"logits_{float(width)}"]
+        assert np.abs(logits - expected).max() <= 1e-4
+
+    # Headless: every layer gets the full model's weights.
+    headless = s_mobilenet_v1(
+        weights="imagenet",
+        input_shape=(32, 32, 3),
+        include_top=False,
+        pooling="avg",
+    )
+    assert headless.layers[-1].name == "avg_pool"
+    for layer in headless.layers:
+        _assert_bitwise_equal(
+            model.get_layer(layer.name).get_weights(), layer.get_weights()
+        )
+
+    # A damaged cache file is refused.
+    with open(weights_path, "r+b") as f:
+        f.seek(-8, os.SEEK_END)
+        f.write(b"\x00" * 8)
+    with pytest.raises(ValueError, match="sha256"):
+        s_mobilenet_v1(weights="imagenet")
+
+
+def test_cli_requires_one_checkpoint():
+    from absl import app
+
+    from keras_slimmable.convert import __main__ as cli
+
+    with pytest.raises(app.UsageError, match="exactly one checkpoint"):
+        cli.main(["convert"])
+    with pytest.raises(app.UsageError, match="exactly one checkpoint"):
+        cli.main(["convert", "a.pt", "b.pt"])
