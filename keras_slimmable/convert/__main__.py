@@ -61,9 +61,6 @@ def convert(model_name, checkpoint, output=None):
     from keras_slimmable.convert.reference import load_reference_checkpoint
     from keras_slimmable.zoo import weights as zoo_weights
 
-    model = zoo.create_model(model_name)
-    load_reference_checkpoint(model, checkpoint, architecture=model_name)
-
     file_name = zoo_weights.weights_file_name(model_name)
     if output is None:
         path = os.path.join(zoo_weights.cache_dir(), file_name)
@@ -76,6 +73,9 @@ def convert(model_name, checkpoint, output=None):
             "`--output` must be a folder or a path ending in '.weights.h5'. "
             f"Received: --output={output}"
         )
+
+    model = zoo.create_model(model_name)
+    load_reference_checkpoint(model, checkpoint, architecture=model_name)
 
     _atomic_write(path, model.save_weights)
     digest = zoo_weights.file_sha256(path)

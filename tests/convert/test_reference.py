@@ -325,3 +325,28 @@ def test_cli_requires_one_checkpoint():
         cli.main(["convert"])
     with pytest.raises(app.UsageError, match="exactly one checkpoint"):
         cli.main(["convert", "a.pt", "b.pt"])
+
+
+@needs_fixtures
+def test_convert_output_argument(tmp_path):
+    from keras_slimmable.convert.__main__ import convert
+
+    with pytest.raises(ValueError, match="--output"):
+        convert("s_mobilenet_v1", OFFICIAL / "s_mobilenet_v1.pt", "x.h5")
+    target = str(tmp_path / "converted.weights.h5")
+    path, digest = convert(
+        "s_mobilenet_v1", OFFICIAL / "s_mobilenet_v1.pt", output=target
+    )
+    assert path == target
+    recorded = Path(target + ".sha256").read_text().split()
+    assert recorded == [digest, "converted.weights.h5"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "converted.weights.h5",
+        "converted.weights.h5.sha256",
+    ]
+    model = s_mobilenet_v1(weights=target, input_shape=(32, 32, 3))
+    state = load_state_dict(OFFICIAL / "s_mobilenet_v1.pt")
+    np.testing.assert_array_equal(
+        np.array(model.get_layer("predictions").kernel),
+        state["classifier.0.weight"].T,
+    )
