@@ -29,6 +29,8 @@ get the name plus a suffix):
 Nested functional models are inlined.
 """
 
+import contextlib
+
 import keras
 import numpy as np
 
@@ -159,6 +161,31 @@ def _padding_layers(layer):
     return pad, "valid"
 
 
+@contextlib.contextmanager
+def _zero_initialized(*layers):
+    """Builds `layers` with zeros instead of their initializers.
+
+    Their weights are overwritten with copies right after, and drawing the
+    random initial values would take most of the time `materialize` takes.
+    The layers keep their own initializers (and configs) afterwards.
+    """
+    saved = [
+        (layer, name, value)
+        for layer in layers
+        if layer is not None
+        for name, value in list(vars(layer).items())
+        if name.endswith("_initializer") and value is not None
+    ]
+    zeros = keras.initializers.Zeros()
+    for layer, name, _ in saved:
+        setattr(layer, name, zeros)
+    try:
+        yield
+    finally:
+        for layer, name, value in saved:
+            setattr(layer, name, value)
+
+
 def _chain(*layers):
     layers = [layer for layer in layers if layer is not None]
 
@@ -182,7 +209,8 @@ def _conv2d(layer, args, kwargs, index):
     if layer.use_bias:
         weights.append(_numpy(layer.bias)[:channels_out])
     apply = _chain(pad, conv)
-    outputs = apply(x)
+    with _zero_initialized(conv):
+        outputs = apply(x)
     conv.set_weights(weights)
     return outputs, apply
 
@@ -208,7 +236,8 @@ def _grouped_conv2d(layer, args, kwargs, index):
         if bias is not None:
             weights.append(np.concatenate([bias[a:b] for a, b in columns]))
         apply = _chain(pad, conv)
-        outputs = apply(x)
+        with _zero_initialized(conv):
+            outputs = apply(x)
         conv.set_weights(weights)
         return outputs, apply
 
@@ -243,7 +272,8 @@ def _grouped_conv2d(layer, args, kwargs, index):
         y = concat(y)
         return y if final is None else final(y)
 
-    outputs = apply(x)
+    with _zero_initialized(*convs):
+        outputs = apply(x)
     for conv, (a, b) in zip(convs, columns):
         weights = [kernel[:, :, :part, a:b]]
         if bias is not None:
@@ -266,7 +296,8 @@ def _depthwise_conv2d(layer, args, kwargs, index):
     if layer.use_bias:
         weights.append(_numpy(layer.bias)[:channels])
     apply = _chain(pad, conv)
-    outputs = apply(x)
+    with _zero_initialized(conv):
+        outputs = apply(x)
     conv.set_weights(weights)
     return outputs, apply
 
@@ -285,7 +316,8 @@ def _dense(layer, args, kwargs, index):
     weights = [_numpy(layer.kernel)[:features, :units]]
     if layer.use_bias:
         weights.append(_numpy(layer.bias)[:units])
-    outputs = dense(x)
+    with _zero_initialized(dense):
+        outputs = dense(x)
     dense.set_weights(weights)
     return outputs, _chain(dense)
 
@@ -304,7 +336,8 @@ def _batch_norm(layer, args, kwargs, index):
     def apply(x, *unused_args, **call_kwargs):
         return batch_norm(x, training=call_kwargs.get("training", training))
 
-    outputs = apply(x)
+    with _zero_initialized(batch_norm):
+        outputs = apply(x)
     batch_norm.set_weights(weights)
     return outputs, apply
 
