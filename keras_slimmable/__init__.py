@@ -4,7 +4,9 @@ One network that runs at several widths, switchable at run time
 (Yu et al., Slimmable Neural Networks, ICLR 2019).
 """
 
+from keras_slimmable import export
 from keras_slimmable import layers
+from keras_slimmable import zoo
 from keras_slimmable.convert.reference import load_reference_checkpoint
 from keras_slimmable.layers import SlimmableConv2D
 from keras_slimmable.layers import SlimmableDense
@@ -26,10 +28,12 @@ __all__ = [
     "SlimmableGroupedConv2D",
     "SlimmableModel",
     "SwitchableBatchNormalization",
+    "export",
     "layers",
     "load_reference_checkpoint",
     "make_divisible",
     "profile",
     "scale_channels",
     "width_scope",
+    "zoo",
 ]
