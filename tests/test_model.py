@@ -183,6 +183,36 @@ def test_switching_reuses_compiled_functions():
     assert model.test_function is test_function
 
 
+def test_eager_inference_runs_the_widths_concrete_function():
+    model = build_model()
+    x, _ = data(4)
+    for w in WIDTHS:
+        expected = model.predict(x, verbose=0) if w == model.width else None
+        out = model(x, width=w)
+        assert ks.widths.width_index(WIDTHS, w) in model._functions.concrete
+        if expected is not None:
+            np.testing.assert_allclose(np.array(out), expected, atol=1e-5)
+    # Other input dtypes are converted like Keras does.
+    as_float64 = np.array(model(x.astype("float64"), width=0.5))
+    np.testing.assert_allclose(
+        as_float64, np.array(model(tf.constant(x), width=0.5)), atol=1e-6
+    )
+    # Another image size than the model's falls back to Keras's own call
+    # path, which reports it.
+    with pytest.raises(ValueError):
+        model(np.zeros((1, 7, 7, 3), "float32"), width=0.5)
+
+
+def test_eager_fast_path_matches_keras_call_path():
+    model = build_model()
+    x, _ = data(4)
+    for w in WIDTHS:
+        fast = np.array(model(x, width=w))
+        # `mask=None` is not taken by the fast path: Keras's __call__ runs.
+        slow = np.array(model(x, width=w, mask=None))
+        np.testing.assert_allclose(fast, slow, atol=1e-5)
+
+
 def test_threads_at_different_widths_get_their_own_results():
     model = build_model()
     x, _ = data(4)

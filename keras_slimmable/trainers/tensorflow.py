@@ -2,6 +2,7 @@
 
 import functools
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -18,6 +19,36 @@ class TensorFlowSlimmableTrainer:
     """Mixed into `SlimmableModel` ahead of Keras's TensorFlow trainer."""
 
     # Inference ----------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        # The common case, one eager inference call on one input, skips
+        # Keras's per-call bookkeeping (a walk over every layer) and TF's
+        # function lookup: it calls the width's concrete function directly.
+        if len(args) == 1 and not (set(kwargs) - {"width", "training"}):
+            outputs = self._fast_inference(
+                args[0], kwargs.get("width"), kwargs.get("training")
+            )
+            if outputs is not None:
+                return outputs
+        return super().__call__(*args, **kwargs)
+
+    def _fast_inference(self, inputs, width, training):
+        if training or not tf.executing_eagerly() or not self.built:
+            return None
+        if len(self.inputs) != 1 or not isinstance(
+            inputs, (tf.Tensor, np.ndarray)
+        ):
+            return None
+        index = self._width_index(width)  # raises for an unknown width
+        function, spec = self._concrete_inference_function(index)
+        tensor = tf.convert_to_tensor(inputs)
+        if tensor.dtype != spec.dtype:
+            if not tensor.dtype.is_floating and not tensor.dtype.is_integer:
+                return None
+            tensor = tf.cast(tensor, spec.dtype)
+        if not spec.is_compatible_with(tensor):
+            return None
+        return function(tensor)
 
     def _run_at_width(self, inputs, index, training=None, mask=None):
         """Runs width `index`; eager inference goes through a compiled
@@ -45,6 +76,25 @@ class TensorFlowSlimmableTrainer:
                     )
                     cache.inference[index] = function
         return function
+
+    def _concrete_inference_function(self, index):
+        """The width's inference function traced for a batch of any size
+        of the model's input shape, and that input spec."""
+        cache = self._functions
+        entry = cache.concrete.get(index)
+        if entry is None:
+            function = self._inference_function(index)
+            with cache.lock:
+                entry = cache.concrete.get(index)
+                if entry is None:
+                    model_input = self.inputs[0]
+                    spec = tf.TensorSpec(
+                        (None,) + tuple(model_input.shape[1:]),
+                        model_input.dtype,
+                    )
+                    entry = (function.get_concrete_function(spec), spec)
+                    cache.concrete[index] = entry
+        return entry
 
     def make_predict_function(self, force=False):
         """Keeps one predict function per width: `predict` after
