@@ -9,7 +9,8 @@ How each layer becomes plain Keras (the layer keeps its name; added layers
 get the name plus a suffix):
 
 - `SlimmableConv2D` -> `Conv2D` with the sliced kernel; symmetric padding
-  becomes `ZeroPadding2D` (`<name>_pad`) and a `"valid"` convolution.
+  becomes `"same"` where that is equivalent (stride 1, odd kernel), else
+  `ZeroPadding2D` (`<name>_pad`) and a `"valid"` convolution.
 - `SlimmableGroupedConv2D` -> with `split_inputs=True`, `groups` separate
   `Conv2D`s (`<name>_group_<k>`) on contiguous slices of the input and a
   `Concatenate` (`<name>_concat`), plus an `Activation` if the layer has
@@ -151,8 +152,9 @@ def _conv_arguments(layer):
 
 def _padding_layers(layer):
     """The padding of a convolution: (ZeroPadding2D or None, op padding)."""
-    if isinstance(layer.padding, str):
-        return None, layer.padding
+    padding = layer._op_padding  # "same" where that is equivalent
+    if isinstance(padding, str):
+        return None, padding
     if not any(any(p) for p in layer.padding):
         return None, "valid"
     pad = keras.layers.ZeroPadding2D(

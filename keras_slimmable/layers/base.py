@@ -130,6 +130,23 @@ def config_padding(padding):
     return [list(p) for p in padding]
 
 
+def same_if_equivalent(padding, kernel_size, strides, dilation_rate):
+    """Returns `"same"` where explicit padding is exactly what it does.
+
+    At stride 1, `"same"` pads `d * (k - 1)` rows and columns split as
+    evenly as possible, so PyTorch's symmetric `(k - 1) / 2` padding of an
+    odd kernel is `"same"`, and the convolution needs no separate pad op.
+    Any other padding is returned unchanged.
+    """
+    if isinstance(padding, str) or tuple(strides) != (1, 1):
+        return padding
+    for (before, after), k, d in zip(padding, kernel_size, dilation_rate):
+        total = d * (k - 1)
+        if before != total // 2 or after != total - total // 2:
+            return padding
+    return "same"
+
+
 def pad_inputs(inputs, padding):
     """Applies explicit zero padding; returns the padding left for the op."""
     if isinstance(padding, str):

@@ -14,6 +14,7 @@ from keras_slimmable.layers.base import config_padding
 from keras_slimmable.layers.base import max_channels
 from keras_slimmable.layers.base import normalize_tuple
 from keras_slimmable.layers.base import pad_inputs
+from keras_slimmable.layers.base import same_if_equivalent
 from keras_slimmable.layers.base import standardize_channels
 from keras_slimmable.layers.base import standardize_padding
 from keras_slimmable.layers.base import weight_arguments_config
@@ -51,6 +52,13 @@ class _SlimmableConvolution(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
+
+    @property
+    def _op_padding(self):
+        """The padding to run with: `"same"` where it is equivalent."""
+        return same_if_equivalent(
+            self.padding, self.kernel_size, self.strides, self.dilation_rate
+        )
 
     def _add_kernel(self, shape, name="kernel"):
         return self.add_weight(
@@ -151,7 +159,7 @@ class SlimmableConv2D(_SlimmableConvolution):
         kernel = self.kernel
         if channels_in < kernel_in or channels_out < kernel_out:
             kernel = kernel[:, :, :channels_in, :channels_out]
-        inputs, padding = pad_inputs(inputs, self.padding)
+        inputs, padding = pad_inputs(inputs, self._op_padding)
         outputs = ops.conv(
             inputs,
             kernel,
@@ -250,7 +258,7 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
         channels_in = inputs.shape[-1]
         channels_out = channels_at(self.filters, self.name)
         columns = self._group_columns(channels_out)
-        inputs, padding = pad_inputs(inputs, self.padding)
+        inputs, padding = pad_inputs(inputs, self._op_padding)
         conv_args = dict(
             strides=self.strides,
             padding=padding,
@@ -362,7 +370,7 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
         kernel = self.kernel
         if channels < kernel.shape[2]:
             kernel = kernel[:, :, :channels, :]
-        inputs, padding = pad_inputs(inputs, self.padding)
+        inputs, padding = pad_inputs(inputs, self._op_padding)
         outputs = ops.depthwise_conv(
             inputs,
             kernel,
