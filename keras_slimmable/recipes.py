@@ -1,38 +1,328 @@
-"""The reference training recipe as code: weight decay, SGD, schedules."""
+"""The reference training recipe as code: weight decay, SGD, schedules.
+
+The slimmable networks were trained (Yu et al., ICLR 2019, and their
+PyTorch code) with SGD, Nesterov momentum 0.9, weight decay 1e-4 on conv and
+dense weights except depthwise convolutions, and one learning-rate schedule
+per model. `RECIPES` holds them; `apply_weight_decay` and `make_optimizer`
+turn one into Keras objects:
+
+```python
+recipe = recipes.RECIPES["s_mobilenet_v1"]
+model = keras_slimmable.zoo.s_mobilenet_v1()
+recipes.apply_weight_decay(model, recipe["weight_decay"])
+model.compile(
+    optimizer=recipes.make_optimizer(
+        "s_mobilenet_v1", steps_per_epoch=len(train), batch_size=128
+    ),
+    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    metrics=["accuracy"],
+)
+model.fit(train, epochs=recipe["epochs"])
+```
+"""
 
 import keras
+from keras import ops
 
-RECIPES = {}
+from keras_slimmable.layers import SlimmableConv2D
+from keras_slimmable.layers import SlimmableDense
+from keras_slimmable.layers import SlimmableDepthwiseConv2D
+from keras_slimmable.layers import SlimmableGroupedConv2D
+
+_COMMON = {
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 1e-4,
+    "image_size": 224,
+    "color_jitter": 0.4,
+    "lighting": 0.1,
+}
+
+# The reference's configurations (apps/*_train_val.yml of its code). The
+# batch size is the total over all devices.
+RECIPES = {
+    "s_mobilenet_v1": {
+        **_COMMON,
+        "batch_size": 160,
+        "learning_rate": 0.045,
+        "schedule": "exponential_per_epoch",
+        "decay": 0.98,
+        "epochs": 480,
+        "crop_scale": (0.25, 1.0),
+    },
+    "s_mobilenet_v2": {
+        **_COMMON,
+        "batch_size": 160,
+        "learning_rate": 0.045,
+        "schedule": "exponential_per_epoch",
+        "decay": 0.98,
+        "epochs": 480,
+        "crop_scale": (0.25, 1.0),
+    },
+    "s_shufflenet": {
+        **_COMMON,
+        "batch_size": 1024,
+        "learning_rate": 0.5,
+        "schedule": "linear_to_zero",
+        "epochs": 250,
+        "crop_scale": (0.25, 1.0),
+    },
+    "s_resnet50": {
+        **_COMMON,
+        "batch_size": 256,
+        "learning_rate": 0.1,
+        "schedule": "step_decay",
+        "boundaries": (30, 60, 90),
+        "factor": 0.1,
+        "epochs": 100,
+        "crop_scale": (0.08, 1.0),
+    },
+}
+"""The reference training recipe of each zoo model.
+
+Keys: `batch_size` (total), `learning_rate` (for that batch size),
+`schedule` (`"exponential_per_epoch"` with `decay`, `"linear_to_zero"`, or
+`"step_decay"` with `boundaries` in epochs and `factor`), `epochs`,
+`momentum`, `nesterov`, `weight_decay`, and the augmentation: `image_size`,
+`crop_scale` (of the random-resized-crop), `color_jitter`, `lighting`
+(the arguments of `keras_slimmable.data.image_folder`). Treat them as
+constants: copy (`dict(RECIPES[name])`) before changing one.
+"""
+
+
+# Weight decay ----------------------------------------------------------
+
+
+_KERNEL_LAYERS = (
+    SlimmableConv2D,
+    SlimmableGroupedConv2D,
+    SlimmableDense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.Dense,
+    keras.layers.EinsumDense,
+)
+_DEPTHWISE_LAYERS = (
+    SlimmableDepthwiseConv2D,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+)
+_SEPARABLE_LAYERS = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
+
+
+def _decayed_kernels(layer):
+    """`(regularizer attribute, kernel attribute)` pairs of `layer` that
+    the reference decays."""
+    if isinstance(layer, _DEPTHWISE_LAYERS):
+        return []
+    if isinstance(layer, _SEPARABLE_LAYERS):
+        return [("pointwise_regularizer", "pointwise_kernel")]
+    if isinstance(layer, _KERNEL_LAYERS):
+        return [("kernel_regularizer", "kernel")]
+    return []
+
+
+def _is_depthwise_shaped(kernel):
+    """The reference's test: a conv weight `(out, 1, kh, kw)`, i.e. one
+    input channel per group (Keras: `(kh, kw, 1, out)`), gets no decay."""
+    return len(kernel.shape) == 4 and kernel.shape[2] == 1
 
 
 def apply_weight_decay(model, weight_decay=1e-4):
-    """L2 on conv and dense kernels except depthwise (not yet implemented)."""
-    raise NotImplementedError
+    """Puts the reference's weight decay on `model`, as L2 regularization.
+
+    The reference uses PyTorch SGD's `weight_decay`, which adds
+    `weight_decay * w` to the gradient of every conv and dense weight
+    except depthwise convolutions (it skips every conv weight of shape
+    `(out, 1, kh, kw)`), and nothing for batch norms or biases. Here each
+    such kernel gets `keras.regularizers.L2(weight_decay / 2)`, whose
+    gradient is exactly `weight_decay * w`; `SlimmableModel.train_step`
+    adds the regularization losses once per step (in the widest width's
+    pass), as the reference applies the decay once per optimizer step.
+
+    Decayed: the kernels of `SlimmableConv2D`, `SlimmableGroupedConv2D`,
+    `SlimmableDense` and Keras's conv and dense layers (the pointwise
+    kernel of a separable conv). Not decayed: `SlimmableDepthwiseConv2D`
+    and `keras.layers.DepthwiseConv2D`, a conv with one input channel per
+    group (as in the reference), biases, batch norms. Other regularizers
+    already on the model are left as they are.
+
+    Works on a built or an unbuilt model: it sets the layer's
+    `kernel_regularizer` (so `get_config` and `.keras` files keep it) and,
+    if the kernel exists, the kernel variable's `regularizer` (which is
+    what Keras 3 reads: `Layer.losses` calls each trainable variable's
+    `regularizer`, not the layer attribute). Call it before `compile`.
+
+    Args:
+        model: a Keras model, e.g. from `keras_slimmable.zoo`. Nested
+            models and layers are included.
+        weight_decay: PyTorch's weight decay coefficient. Defaults to
+            `1e-4`. `0` removes the kernel regularizers it would set.
+
+    Returns:
+        The paths of the decayed kernel variables.
+    """
+    if weight_decay < 0:
+        raise ValueError(
+            "`weight_decay` must be >= 0. Received: "
+            f"weight_decay={weight_decay}"
+        )
+    regularizer = (
+        keras.regularizers.L2(weight_decay / 2) if weight_decay else None
+    )
+    decayed = []
+    # `_flatten_layers` is how Keras itself walks nested layers (`losses`).
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for regularizer_name, kernel_name in _decayed_kernels(layer):
+            kernel = getattr(layer, kernel_name, None)
+            if kernel is not None and _is_depthwise_shaped(kernel):
+                continue
+            setattr(layer, regularizer_name, regularizer)
+            if kernel is not None:
+                kernel.regularizer = regularizer
+                if regularizer is not None:
+                    decayed.append(kernel.path)
+    return decayed
+
+
+# Optimizer --------------------------------------------------------------
 
 
 def sgd(learning_rate, momentum=0.9, nesterov=True):
-    """SGD with Nesterov momentum."""
+    """The reference's optimizer: SGD with Nesterov momentum.
+
+    Keras's Nesterov SGD keeps a velocity `v <- m v - lr g` and updates
+    `w <- w + m v - lr g`; PyTorch's keeps a buffer `b <- m b + g` and
+    updates `w <- w - lr (g + m b)`. With a constant learning rate the two
+    are the same (`v = -lr b`, also on the first step). When the learning
+    rate changes they differ: PyTorch multiplies the whole momentum buffer
+    by the current rate, Keras keeps each past gradient with the rate it
+    was taken at. So after a drop (x0.1 at a `StepDecay` boundary) Keras's
+    steps shrink over about `1 / (1 - m)` = 10 steps instead of at once; for
+    the smooth schedules (x0.98 per epoch, linear) the difference is
+    negligible.
+
+    The learning rate may be a `LearningRateSchedule`: Keras calls it with
+    `optimizer.iterations`, the number of updates already applied (0 for
+    the first), which `SlimmableModel` advances once per step whatever the
+    number of widths.
+
+    Weight decay is not an optimizer argument here: use
+    `apply_weight_decay` (L2 regularization, as PyTorch's SGD weight
+    decay). Keras's own `weight_decay=` argument is decoupled decay
+    (`w <- w - lr wd w`, outside the momentum), a different method.
+
+    Args:
+        learning_rate: a float or a `LearningRateSchedule`.
+        momentum: Defaults to `0.9`.
+        nesterov: Defaults to `True`.
+
+    Returns:
+        A `keras.optimizers.SGD`.
+    """
     return keras.optimizers.SGD(
-        learning_rate=learning_rate, momentum=momentum, nesterov=nesterov
+        learning_rate=learning_rate,
+        momentum=float(momentum),
+        nesterov=bool(nesterov),
     )
 
 
+# Learning-rate schedules -----------------------------------------------
+
+
+def _check_positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"`{name}` must be a positive int. Received: {name}={value!r}"
+        )
+
+
+def _epoch(step, steps_per_epoch):
+    # Integer division: float32 would round the last step of a long epoch
+    # up to the next epoch.
+    return ops.floor_divide(ops.cast(step, "int64"), steps_per_epoch)
+
+
+@keras.saving.register_keras_serializable(package="keras_slimmable")
 class ExponentialPerEpoch(keras.optimizers.schedules.LearningRateSchedule):
-    """x`decay` per epoch, constant within an epoch."""
+    """`initial_learning_rate * decay ** epoch`, constant within an epoch.
+
+    The reference MobileNets' schedule (x0.98 per epoch). `epoch` is
+    `step // steps_per_epoch`, `step` counting from 0.
+
+    Args:
+        initial_learning_rate: the rate of the first epoch.
+        steps_per_epoch: optimizer steps per epoch.
+        decay: the factor per epoch. Defaults to `0.98`.
+    """
 
     def __init__(self, initial_learning_rate, steps_per_epoch, decay=0.98):
-        raise NotImplementedError
+        _check_positive_int(steps_per_epoch, "steps_per_epoch")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.steps_per_epoch = steps_per_epoch
+        self.decay = float(decay)
+
+    def __call__(self, step):
+        epoch = ops.cast(_epoch(step, self.steps_per_epoch), "float32")
+        return self.initial_learning_rate * ops.power(self.decay, epoch)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "steps_per_epoch": self.steps_per_epoch,
+            "decay": self.decay,
+        }
 
 
+@keras.saving.register_keras_serializable(package="keras_slimmable")
 class LinearToZero(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear from the initial learning rate to 0 at `total_steps`."""
+    """`initial_learning_rate * (1 - step / total_steps)`, then 0.
+
+    The reference ShuffleNet's schedule, which lowers the rate before every
+    step, so its step `t` (from 0) uses `1 - (t + 1) / total_steps`: one
+    step later than here, where the first step uses the initial rate.
+
+    Args:
+        initial_learning_rate: the rate of the first step.
+        total_steps: the step at which the rate reaches 0
+            (`epochs * steps_per_epoch`).
+    """
 
     def __init__(self, initial_learning_rate, total_steps):
-        raise NotImplementedError
+        _check_positive_int(total_steps, "total_steps")
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.total_steps = total_steps
+
+    def __call__(self, step):
+        fraction = ops.cast(step, "float32") / float(self.total_steps)
+        return self.initial_learning_rate * ops.maximum(1.0 - fraction, 0.0)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "total_steps": self.total_steps,
+        }
 
 
+@keras.saving.register_keras_serializable(package="keras_slimmable")
 class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
-    """x`factor` at each epoch of `boundaries`."""
+    """The rate times `factor` at each epoch of `boundaries`.
+
+    The reference ResNet's schedule (PyTorch's `MultiStepLR`): epoch `e`
+    (`step // steps_per_epoch`, from 0) uses
+    `initial_learning_rate * factor ** (number of boundaries <= e)`.
+
+    Args:
+        initial_learning_rate: the rate before the first boundary.
+        steps_per_epoch: optimizer steps per epoch.
+        boundaries: the epochs at which the rate drops. Defaults to
+            `(30, 60, 90)`.
+        factor: the factor of each drop. Defaults to `0.1`.
+    """
 
     def __init__(
         self,
@@ -41,9 +331,107 @@ class StepDecay(keras.optimizers.schedules.LearningRateSchedule):
         boundaries=(30, 60, 90),
         factor=0.1,
     ):
-        raise NotImplementedError
+        _check_positive_int(steps_per_epoch, "steps_per_epoch")
+        boundaries = tuple(int(b) for b in boundaries)
+        if list(boundaries) != sorted(boundaries):
+            raise ValueError(
+                "`boundaries` must be ascending epochs. Received: "
+                f"boundaries={boundaries}"
+            )
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.steps_per_epoch = steps_per_epoch
+        self.boundaries = boundaries
+        self.factor = float(factor)
+
+    def __call__(self, step):
+        epoch = _epoch(step, self.steps_per_epoch)
+        drops = ops.zeros((), "float32")
+        for boundary in self.boundaries:
+            drops = drops + ops.cast(
+                ops.greater_equal(epoch, boundary), "float32"
+            )
+        return self.initial_learning_rate * ops.power(self.factor, drops)
+
+    def get_config(self):
+        return {
+            "initial_learning_rate": self.initial_learning_rate,
+            "steps_per_epoch": self.steps_per_epoch,
+            "boundaries": list(self.boundaries),
+            "factor": self.factor,
+        }
+
+
+_REQUIRED = ("batch_size", "learning_rate", "schedule", "epochs")
+
+
+def make_schedule(recipe, steps_per_epoch, batch_size=None):
+    """The learning-rate schedule of a recipe (see `make_optimizer`)."""
+    recipe = _get_recipe(recipe)
+    _check_positive_int(steps_per_epoch, "steps_per_epoch")
+    learning_rate = recipe["learning_rate"]
+    if batch_size is not None:
+        _check_positive_int(batch_size, "batch_size")
+        learning_rate = learning_rate * batch_size / recipe["batch_size"]
+    schedule = recipe["schedule"]
+    if schedule == "exponential_per_epoch":
+        return ExponentialPerEpoch(
+            learning_rate, steps_per_epoch, decay=recipe.get("decay", 0.98)
+        )
+    if schedule == "linear_to_zero":
+        return LinearToZero(learning_rate, recipe["epochs"] * steps_per_epoch)
+    if schedule == "step_decay":
+        return StepDecay(
+            learning_rate,
+            steps_per_epoch,
+            boundaries=recipe.get("boundaries", (30, 60, 90)),
+            factor=recipe.get("factor", 0.1),
+        )
+    raise ValueError(
+        "`schedule` must be 'exponential_per_epoch', 'linear_to_zero' or "
+        f"'step_decay'. Received: schedule={schedule!r}"
+    )
+
+
+def _get_recipe(recipe):
+    if isinstance(recipe, str):
+        if recipe not in RECIPES:
+            raise ValueError(
+                f"Unknown recipe {recipe!r}. Known: {sorted(RECIPES)}"
+            )
+        return RECIPES[recipe]
+    missing = [key for key in _REQUIRED if key not in recipe]
+    if missing:
+        raise ValueError(
+            f"A recipe needs the keys {list(_REQUIRED)}; missing {missing}. "
+            f"Received: {recipe!r}"
+        )
+    return recipe
 
 
 def make_optimizer(recipe, steps_per_epoch, batch_size=None):
-    """The SGD optimizer and schedule of a recipe."""
-    raise NotImplementedError
+    """The SGD optimizer of a recipe, with its learning-rate schedule.
+
+    Args:
+        recipe: a name of `RECIPES` (e.g. `"s_mobilenet_v1"`) or a dict
+            with the same keys (at least `batch_size`, `learning_rate`,
+            `schedule`, `epochs`).
+        steps_per_epoch: optimizer steps per epoch at the batch size you
+            train with (e.g. `len(dataset)` of a batched dataset).
+        batch_size: the total batch size you train with, if not the
+            recipe's. The learning rate is then scaled linearly,
+            `learning_rate * batch_size / recipe["batch_size"]` (Goyal et
+            al., 2017), as is usual when the batch size changes; momentum,
+            weight decay and the schedule's shape in epochs stay the same.
+            Defaults to `None`: the recipe's batch size and rate.
+
+    Returns:
+        A `keras.optimizers.SGD` (see `sgd`) whose learning rate is the
+        recipe's schedule. Weight decay is separate: `apply_weight_decay(
+        model, recipe["weight_decay"])`.
+    """
+    recipe = _get_recipe(recipe)
+    return sgd(
+        make_schedule(recipe, steps_per_epoch, batch_size),
+        momentum=recipe.get("momentum", 0.9),
+        nesterov=recipe.get("nesterov", True),
+    )
