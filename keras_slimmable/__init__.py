@@ -4,8 +4,10 @@ One network that runs at several widths, switchable at run time
 (Yu et al., Slimmable Neural Networks, ICLR 2019).
 """
 
+from keras_slimmable import data
 from keras_slimmable import export
 from keras_slimmable import layers
+from keras_slimmable import recipes
 from keras_slimmable import zoo
 from keras_slimmable.convert.reference import load_reference_checkpoint
 from keras_slimmable.layers import SlimmableConv2D
@@ -28,11 +30,13 @@ __all__ = [
     "SlimmableGroupedConv2D",
     "SlimmableModel",
     "SwitchableBatchNormalization",
+    "data",
     "export",
     "layers",
     "load_reference_checkpoint",
     "make_divisible",
     "profile",
+    "recipes",
     "scale_channels",
     "width_scope",
     "zoo",
