@@ -1,4 +1,6 @@
-"""Argument handling shared by the zoo's builders (keras.applications-like)."""
+"""What the zoo's builders share: arguments, initialization, heads."""
+
+import math
 
 import keras
 
@@ -64,3 +66,54 @@ def check_builder_arguments(
             f"(height, width, 3). Received: input_shape={input_shape}"
         )
     return widths, input_shape
+
+
+def conv_initializer(kernel_size, channels):
+    """The reference's He normal (fan out): N(0, sqrt(2 / (k * k * out))).
+
+    `channels` counts the output channels of one reference module: the
+    whole conv, a depthwise conv's channels, or one group of a group conv.
+    """
+    return keras.initializers.RandomNormal(
+        stddev=math.sqrt(2.0 / (kernel_size * kernel_size * channels))
+    )
+
+
+def switchable_batch_norm(channels, shared, name):
+    """The reference's batch norm: switchable, or the shared baseline."""
+    from keras_slimmable.layers import SwitchableBatchNormalization
+
+    return SwitchableBatchNormalization(
+        channels,
+        momentum=BATCH_NORM_MOMENTUM,
+        epsilon=BATCH_NORM_EPSILON,
+        shared=shared,
+        name=name,
+    )
+
+
+def classifier_head(x, include_top, classes, pooling, dense=None):
+    """Global average pooling and the classifier, or the headless pooling.
+
+    Args:
+        x: the last feature map.
+        include_top: add the classifier (`predictions`, logits).
+        classes: its number of classes.
+        pooling: without the classifier: `None`, `"avg"` or `"max"`.
+        dense: the classifier's layer class. Defaults to `SlimmableDense`
+            (its input sliced to the active width).
+    """
+    if include_top:
+        if dense is None:
+            from keras_slimmable.layers import SlimmableDense as dense
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        return dense(
+            classes,
+            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
+            name="predictions",
+        )(x)
+    if pooling == "avg":
+        return keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if pooling == "max":
+        return keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return x

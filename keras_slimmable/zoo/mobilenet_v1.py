@@ -6,19 +6,16 @@ separable blocks, global average pooling and a classifier whose input is
 sliced to the active width. Channels are rounded with `make_divisible`.
 """
 
-import math
-
 import keras
 
 from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.layers import SlimmableDense
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.model import SlimmableModel
 from keras_slimmable.widths import scale_channels
-from keras_slimmable.zoo.common import BATCH_NORM_EPSILON
-from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
 from keras_slimmable.zoo.common import check_builder_arguments
+from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
 from keras_slimmable.zoo.weights import load_builder_weights
@@ -50,29 +47,6 @@ MANIFEST = {
     "top1_error": {1.0: 28.5, 0.75: 30.5, 0.5: 35.2, 0.25: 46.9},
     "keras_file": weights_file_name("s_mobilenet_v1"),
 }
-
-
-def conv_initializer(kernel_size, channels):
-    """The reference's He normal (fan out) for a conv of `channels` outputs.
-
-    The reference draws conv weights from N(0, sqrt(2 / (k * k * out)))
-    where `out` counts the output channels of the whole conv (for a
-    depthwise conv, its channels).
-    """
-    return keras.initializers.RandomNormal(
-        stddev=math.sqrt(2.0 / (kernel_size * kernel_size * channels))
-    )
-
-
-def batch_norm(channels, shared, name):
-    """The switchable batch norm of the reference (or the shared baseline)."""
-    return SwitchableBatchNormalization(
-        channels,
-        momentum=BATCH_NORM_MOMENTUM,
-        epsilon=BATCH_NORM_EPSILON,
-        shared=shared,
-        name=name,
-    )
 
 
 @register_model("s_mobilenet_v1")
@@ -163,7 +137,7 @@ def s_mobilenet_v1(
         kernel_initializer=conv_initializer(3, channels[-1]),
         name="stem_conv",
     )(inputs)
-    x = batch_norm(channels, shared_batch_norm, "stem_bn")(x)
+    x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(6.0, name="stem_relu")(x)
 
     block = 0
@@ -181,7 +155,7 @@ def s_mobilenet_v1(
                 depthwise_initializer=conv_initializer(3, channels[-1]),
                 name=f"{prefix}_depthwise",
             )(x)
-            x = batch_norm(
+            x = switchable_batch_norm(
                 channels, shared_batch_norm, f"{prefix}_depthwise_bn"
             )(x)
             x = keras.layers.ReLU(6.0, name=f"{prefix}_depthwise_relu")(x)
@@ -192,23 +166,13 @@ def s_mobilenet_v1(
                 kernel_initializer=conv_initializer(1, outputs[-1]),
                 name=f"{prefix}_pointwise",
             )(x)
-            x = batch_norm(
+            x = switchable_batch_norm(
                 outputs, shared_batch_norm, f"{prefix}_pointwise_bn"
             )(x)
             x = keras.layers.ReLU(6.0, name=f"{prefix}_pointwise_relu")(x)
             channels = outputs
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = SlimmableDense(
-            classes,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-            name="predictions",
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    x = classifier_head(x, include_top, classes, pooling)
 
     model = SlimmableModel(inputs, x, widths=widths, name=name)
     load_builder_weights(

@@ -17,8 +17,9 @@ from keras_slimmable.widths import scale_channels
 from keras_slimmable.zoo.common import BATCH_NORM_EPSILON
 from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
 from keras_slimmable.zoo.common import check_builder_arguments
-from keras_slimmable.zoo.mobilenet_v1 import batch_norm
-from keras_slimmable.zoo.mobilenet_v1 import conv_initializer
+from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
 from keras_slimmable.zoo.weights import load_builder_weights
@@ -150,7 +151,7 @@ def s_mobilenet_v2(
         kernel_initializer=conv_initializer(3, channels[-1]),
         name="stem_conv",
     )(inputs)
-    x = batch_norm(channels, shared_batch_norm, "stem_bn")(x)
+    x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(6.0, name="stem_relu")(x)
 
     block = 0
@@ -184,17 +185,9 @@ def s_mobilenet_v2(
     )(x)
     x = keras.layers.ReLU(6.0, name="last_relu")(x)
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = keras.layers.Dense(
-            classes,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-            name="predictions",
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    x = classifier_head(
+        x, include_top, classes, pooling, dense=keras.layers.Dense
+    )
 
     model = SlimmableModel(inputs, x, widths=widths, name=name)
     load_builder_weights(
@@ -226,7 +219,9 @@ def _inverted_residual(
             kernel_initializer=conv_initializer(1, expanded[-1]),
             name=f"{prefix}_expand",
         )(x)
-        x = batch_norm(expanded, shared_batch_norm, f"{prefix}_expand_bn")(x)
+        x = switchable_batch_norm(
+            expanded, shared_batch_norm, f"{prefix}_expand_bn"
+        )(x)
         x = keras.layers.ReLU(6.0, name=f"{prefix}_expand_relu")(x)
     x = SlimmableDepthwiseConv2D(
         3,
@@ -237,7 +232,9 @@ def _inverted_residual(
         depthwise_initializer=conv_initializer(3, expanded[-1]),
         name=f"{prefix}_depthwise",
     )(x)
-    x = batch_norm(expanded, shared_batch_norm, f"{prefix}_depthwise_bn")(x)
+    x = switchable_batch_norm(
+        expanded, shared_batch_norm, f"{prefix}_depthwise_bn"
+    )(x)
     x = keras.layers.ReLU(6.0, name=f"{prefix}_depthwise_relu")(x)
     x = SlimmableConv2D(
         outputs,
@@ -246,7 +243,9 @@ def _inverted_residual(
         kernel_initializer=conv_initializer(1, outputs[-1]),
         name=f"{prefix}_project",
     )(x)
-    x = batch_norm(outputs, shared_batch_norm, f"{prefix}_project_bn")(x)
+    x = switchable_batch_norm(
+        outputs, shared_batch_norm, f"{prefix}_project_bn"
+    )(x)
     # The reference compares the whole per-width channel lists.
     if stride == 1 and tuple(inputs) == tuple(outputs):
         x = keras.layers.Add(name=f"{prefix}_add")([shortcut, x])

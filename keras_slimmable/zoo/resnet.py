@@ -7,17 +7,14 @@ bottleneck expansion included, scales with the width, rounded down with
 `int(c * w)`.
 """
 
-import math
-
 import keras
 
 from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.layers import SlimmableDense
-from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.model import SlimmableModel
-from keras_slimmable.zoo.common import BATCH_NORM_EPSILON
-from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
 from keras_slimmable.zoo.common import check_builder_arguments
+from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
 from keras_slimmable.zoo.weights import load_builder_weights
@@ -51,26 +48,14 @@ MANIFEST = {
 }
 
 
-def _batch_norm(channels, shared, name):
-    return SwitchableBatchNormalization(
-        channels,
-        momentum=BATCH_NORM_MOMENTUM,
-        epsilon=BATCH_NORM_EPSILON,
-        shared=shared,
-        name=name,
-    )
-
-
 def _conv(filters, kernel_size, strides, padding, name):
-    # The reference's initialization: N(0, sqrt(2 / (k * k * out))).
-    stddev = math.sqrt(2.0 / (kernel_size * kernel_size * filters[-1]))
     return SlimmableConv2D(
         filters,
         kernel_size,
         strides=strides,
         padding=padding,
         use_bias=False,
-        kernel_initializer=keras.initializers.RandomNormal(stddev=stddev),
+        kernel_initializer=conv_initializer(kernel_size, filters[-1]),
         name=name,
     )
 
@@ -79,20 +64,20 @@ def _bottleneck(x, input_channels, channels, strides, shared_bn, name):
     """One bottleneck block; `channels` is its output per width."""
     mid = tuple(c // _EXPANSION for c in channels)
     y = _conv(mid, 1, 1, 0, f"{name}_conv1")(x)
-    y = _batch_norm(mid, shared_bn, f"{name}_bn1")(y)
+    y = switchable_batch_norm(mid, shared_bn, f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = _conv(mid, 3, strides, 1, f"{name}_conv2")(y)
-    y = _batch_norm(mid, shared_bn, f"{name}_bn2")(y)
+    y = switchable_batch_norm(mid, shared_bn, f"{name}_bn2")(y)
     y = keras.layers.ReLU(name=f"{name}_relu2")(y)
     y = _conv(channels, 1, 1, 0, f"{name}_conv3")(y)
-    y = _batch_norm(channels, shared_bn, f"{name}_bn3")(y)
+    y = switchable_batch_norm(channels, shared_bn, f"{name}_bn3")(y)
     if strides == 1 and input_channels == channels:
         shortcut = x
     else:
         shortcut = _conv(channels, 1, strides, 0, f"{name}_shortcut_conv")(x)
-        shortcut = _batch_norm(channels, shared_bn, f"{name}_shortcut_bn")(
-            shortcut
-        )
+        shortcut = switchable_batch_norm(
+            channels, shared_bn, f"{name}_shortcut_bn"
+        )(shortcut)
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y)
 
@@ -188,7 +173,7 @@ def s_resnet(
     inputs = keras.Input(shape=input_shape, name="images")
     channels = tuple(int(64 * w) for w in widths)
     x = _conv(channels, 7, 2, 3, "stem_conv")(inputs)
-    x = _batch_norm(channels, shared_batch_norm, "stem_bn")(x)
+    x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     # Zeros stand in for -inf padding: the inputs are >= 0 after the ReLU.
     x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
@@ -211,17 +196,7 @@ def s_resnet(
             )
             channels = stage_channels
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = SlimmableDense(
-            classes,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-            name="predictions",
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    x = classifier_head(x, include_top, classes, pooling)
 
     model = SlimmableModel(inputs, x, widths=widths, name=name)
     manifest = dict(MANIFEST, architecture=f"s_resnet{depth}")

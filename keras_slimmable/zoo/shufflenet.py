@@ -7,19 +7,16 @@ convolutions are separate convolutions whose active channels, at a narrower
 width, are a prefix within each group (`SlimmableGroupedConv2D`).
 """
 
-import math
-
 import keras
 
 from keras_slimmable.layers import ChannelShuffle
-from keras_slimmable.layers import SlimmableDense
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
 from keras_slimmable.layers import SlimmableGroupedConv2D
-from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.model import SlimmableModel
-from keras_slimmable.zoo.common import BATCH_NORM_EPSILON
-from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
 from keras_slimmable.zoo.common import check_builder_arguments
+from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
 from keras_slimmable.zoo.weights import load_builder_weights
@@ -50,24 +47,6 @@ MANIFEST = {
 }
 
 
-def _conv_initializer(kernel_size, channels):
-    """The reference's N(0, sqrt(2 / (k * k * out))), `out` counting the
-    output channels of one reference module (one group)."""
-    return keras.initializers.RandomNormal(
-        stddev=math.sqrt(2.0 / (kernel_size * kernel_size * channels))
-    )
-
-
-def _batch_norm(channels, shared, name):
-    return SwitchableBatchNormalization(
-        channels,
-        momentum=BATCH_NORM_MOMENTUM,
-        epsilon=BATCH_NORM_EPSILON,
-        shared=shared,
-        name=name,
-    )
-
-
 def _group_conv(filters, name, split_inputs=True, kernel_size=1, **kwargs):
     return SlimmableGroupedConv2D(
         filters,
@@ -75,9 +54,7 @@ def _group_conv(filters, name, split_inputs=True, kernel_size=1, **kwargs):
         GROUPS,
         split_inputs=split_inputs,
         use_bias=False,
-        kernel_initializer=_conv_initializer(
-            kernel_size, filters[-1] // GROUPS
-        ),
+        kernel_initializer=conv_initializer(kernel_size, filters[-1] // GROUPS),
         name=name,
         **kwargs,
     )
@@ -109,7 +86,7 @@ def _shuffle_unit(x, input_channels, channels, strides, first, shared, name):
     _check_divisible(branch, f"the output of {name}'s branch")
 
     y = _group_conv(mid, f"{name}_gconv1", split_inputs=not first)(x)
-    y = _batch_norm(mid, shared, f"{name}_bn1")(y)
+    y = switchable_batch_norm(mid, shared, f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
     y = ChannelShuffle(GROUPS, name=f"{name}_shuffle")(y)
     y = SlimmableDepthwiseConv2D(
@@ -118,12 +95,12 @@ def _shuffle_unit(x, input_channels, channels, strides, first, shared, name):
         strides=strides,
         padding=1,
         use_bias=False,
-        depthwise_initializer=_conv_initializer(3, mid[-1]),
+        depthwise_initializer=conv_initializer(3, mid[-1]),
         name=f"{name}_dwconv",
     )(y)
-    y = _batch_norm(mid, shared, f"{name}_bn2")(y)
+    y = switchable_batch_norm(mid, shared, f"{name}_bn2")(y)
     y = _group_conv(branch, f"{name}_gconv2")(y)
-    y = _batch_norm(branch, shared, f"{name}_bn3")(y)
+    y = switchable_batch_norm(branch, shared, f"{name}_bn3")(y)
     if strides == 1:
         y = keras.layers.Add(name=f"{name}_add")([y, x])
         return keras.layers.ReLU(name=f"{name}_out")(y), channels
@@ -236,7 +213,7 @@ def s_shufflenet(
         strides=2,
         padding=1,
     )(inputs)
-    x = _batch_norm(channels, shared_batch_norm, "stem_bn")(x)
+    x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(x)
 
@@ -255,17 +232,7 @@ def s_shufflenet(
             )
             first = False
 
-    if include_top:
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        x = SlimmableDense(
-            classes,
-            kernel_initializer=keras.initializers.RandomNormal(stddev=0.01),
-            name="predictions",
-        )(x)
-    elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    x = classifier_head(x, include_top, classes, pooling)
 
     model = SlimmableModel(inputs, x, widths=widths, name=name)
     load_builder_weights(
