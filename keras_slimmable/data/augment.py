@@ -108,11 +108,11 @@ def crop_window(
 
     `sampler="inception"` uses `tf.image.sample_distorted_bounding_box`
     (TF-slim's Inception preprocessing) with the same ranges and the same
-    centre-crop fallback. It draws the crop height uniformly rather than
-    the area and the aspect ratio uniformly rather than log-uniformly, so
-    its crops are smaller on average: measured on a 1000 x 1000 image with
-    `scale=(0.08, 1)`, a mean area fraction of 0.41 against about 0.50 for
-    torchvision's.
+    centre-crop fallback. Its draws are distributed differently (measured:
+    the area's density falls with the area, and aspect ratios above 1 are
+    more frequent than below), so its crops are smaller on average: on a
+    1000 x 1000 image with `scale=(0.08, 1)`, a mean area fraction of 0.41
+    against 0.48 for torchvision's.
     """
     _check_range(scale, "scale")
     _check_range(ratio, "ratio")

@@ -52,7 +52,11 @@ def _decode_full(contents):
 
 def _decode_random_resized_crop(contents, size, scale, seed):
     """Decodes only the crop of a JPEG (much less work than the whole
-    image); other formats are decoded whole, then cropped."""
+    image); other formats are decoded whole, then cropped.
+
+    The same pixels as decoding whole then cropping, except that with
+    4:2:0 chroma subsampling libjpeg may upsample the chroma of the crop's
+    border pixels slightly differently."""
 
     def jpeg():
         shape = tf.image.extract_jpeg_shape(contents)
@@ -160,7 +164,15 @@ def _finish(
     return dataset.prefetch(tf.data.AUTOTUNE)
 
 
+def _walk(top):
+    # os.walk is much faster on local disks (ImageNet: 1.28M files).
+    if "://" in top:
+        return tf.io.gfile.walk(top)
+    return os.walk(top, followlinks=True)
+
+
 def _list_image_folder(directory):
+    directory = os.fspath(directory)
     if not tf.io.gfile.isdir(directory):
         raise FileNotFoundError(
             f"Image folder not found: {directory!r}. Expected a folder "
@@ -176,10 +188,11 @@ def _list_image_folder(directory):
             f"Image folder {directory!r} has no class subfolders. Expected "
             "`directory/<class>/<image>.jpg` (or .jpeg, .png)."
         )
+
     files, labels, empty = [], [], []
     for label, name in enumerate(class_names):
         class_files = []
-        for root, _, names in tf.io.gfile.walk(os.path.join(directory, name)):
+        for root, _, names in _walk(os.path.join(directory, name)):
             class_files.extend(
                 os.path.join(root, file)
                 for file in names
