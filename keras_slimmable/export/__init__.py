@@ -16,8 +16,10 @@ TensorFlow-only (SavedModel and TFLite are TensorFlow formats).
 
 import contextlib
 import os
+import posixpath
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import keras
@@ -66,8 +68,7 @@ def export_saved_model(model, path, widths=None, overwrite=False):
     widths = _check_widths(model, widths)
     path = Path(path)
     _refuse_existing(path, overwrite)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive = _archive()
     spec = _input_spec(model)
     # The first endpoint becomes `serving_default`: add the widest first.
     for width in sorted(widths, reverse=True):
@@ -99,9 +100,10 @@ def export_for_serving(
     served models as a `model_config_list`, for
     `tensorflow_model_server --model_config_file=.../models.config`.
 
-    Each version folder is written under a temporary name and renamed into
-    place when complete: TF Serving only loads numeric version folders, so
-    it never sees a half-written version.
+    Each version folder is written under a hidden, non-numeric name and
+    renamed into place once every width's folder is complete: TF Serving
+    only loads numeric version folders, so it never sees a half-written
+    version, and an export that fails part-way publishes no width.
 
     Args:
         model: a `SlimmableModel`.
@@ -139,20 +141,24 @@ def export_for_serving(
     }
     for target in targets.values():
         _refuse_existing(target, overwrite)
-    for width, target in targets.items():
-        narrow = model.materialize(width)
-        archive = keras.export.ExportArchive()
-        archive.track(narrow)
-        archive.add_endpoint(
-            "serving_default",
-            _plain_serving_function(narrow),
-            input_signature=[_input_spec(model)],
-        )
-        with _atomic_directory(target, overwrite) as staging:
+    # Every width is written to its staging folder first; the staging
+    # folders are renamed into place only when all are complete (as the
+    # stack unwinds), so an export that fails on one width publishes none.
+    with contextlib.ExitStack() as stack:
+        for width, target in targets.items():
+            narrow = model.materialize(width)
+            archive = _archive()
+            archive.add_endpoint(
+                "serving_default",
+                _plain_serving_function(narrow),
+                input_signature=[_input_spec(model)],
+            )
+            staging = stack.enter_context(_atomic_directory(target, overwrite))
             archive.write_out(str(staging), verbose=False)
-    server_base = (
-        base_dir.resolve() if server_base_dir is None else server_base_dir
-    )
+    if server_base_dir is None:
+        server_base = str(base_dir.resolve())
+    else:
+        server_base = str(server_base_dir)
     _write_models_config(base_dir, name, model.widths, server_base)
     return targets
 
@@ -179,13 +185,18 @@ def export_tflite(model, path, width=None, quantization=None):
             f"`quantization` must be one of {QUANTIZATIONS}. Received: "
             f"quantization={quantization!r}"
         )
+    _check_model(model)
     width = model.width if width is None else width
     (width,) = _check_widths(model, [width])
-    narrow = model.materialize(width)
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"`path` must name a .tflite file, not a folder. Received: "
+            f"path={str(path)!r}"
+        )
+    narrow = model.materialize(width)
     with tempfile.TemporaryDirectory() as scratch:
-        archive = keras.export.ExportArchive()
-        archive.track(narrow)
+        archive = _archive()
         archive.add_endpoint(
             "serving_default",
             _plain_serving_function(narrow),
@@ -205,14 +216,44 @@ def export_tflite(model, path, width=None, quantization=None):
 # Helpers ---------------------------------------------------------------------
 
 
+def _archive():
+    """An `ExportArchive` whose endpoints track the variables they use.
+
+    `ExportArchive.track(model)` is deliberately not called: on the
+    TensorFlow backend it stores every variable twice (once as the
+    `keras.Variable` that `track` lists, once as the `tf.Variable` the
+    endpoints capture; keras-team/keras#23553), doubling the SavedModel and
+    the memory of every server that loads it. The endpoints alone track
+    every variable they read, which is all a served model needs (these
+    models have no lookup tables, the one thing `track` adds).
+    """
+    return keras.export.ExportArchive()
+
+
+def _check_model(model):
+    if not (hasattr(model, "widths") and hasattr(model, "materialize")):
+        raise TypeError(
+            "`model` must be a `keras_slimmable.SlimmableModel`. Received: "
+            f"model={model!r} of type {type(model).__name__}"
+        )
+
+
 def _check_widths(model, widths):
+    _check_model(model)
     if widths is None:
         return tuple(model.widths)
-    checked = []
-    for width in widths:
-        checked.append(model.widths[width_index(model.widths, width)])
-    if not checked:
-        raise ValueError("`widths` must name at least one width.")
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise ValueError(
+            "`widths` must be a list of widths, e.g. [0.25, 1.0]. "
+            f"Received: widths={widths!r}"
+        )
+    widths = list(widths)
+    if not widths:
+        raise ValueError(
+            "`widths` must name at least one width of the model "
+            f"{tuple(model.widths)}. Received: widths={widths!r}"
+        )
+    checked = [model.widths[width_index(model.widths, w)] for w in widths]
     return tuple(sorted(set(checked)))
 
 
@@ -243,60 +284,100 @@ def _refuse_existing(path, overwrite):
         )
 
 
+def _hidden_sibling(path, kind):
+    """`.<name>.<kind>-<random>` beside `path`: hidden and not numeric, so
+    neither TF Serving (which loads numeric version folders) nor a glob for
+    models picks it up."""
+    return path.parent / f".{path.name}.{kind}-{uuid.uuid4().hex[:12]}"
+
+
 @contextlib.contextmanager
 def _atomic_directory(path, overwrite):
     """Yields a staging folder beside `path`, renamed to `path` on success.
 
-    The staging name starts with a dot and is not numeric, so neither TF
-    Serving nor a glob for version folders picks it up. On failure the
-    staging folder is removed and `path` is untouched.
+    On failure the staging folder is removed, and so are the parent folders
+    this call created (TF Serving would otherwise watch an empty model
+    folder); `path` is untouched. The staging folder is made with `mkdir`,
+    so it gets the usual permissions (umask), not `mkdtemp`'s owner-only
+    ones: a server running as another user must be able to read the
+    published model.
     """
+    created = []
+    parent = path.parent
+    while not parent.exists():
+        created.append(parent)
+        parent = parent.parent
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(
-        tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent)
-    )
+    staging = _hidden_sibling(path, "partial")
+    staging.mkdir()
+    published = False
     try:
         yield staging
         if path.exists():
             if not overwrite:
-                raise FileExistsError(f"{path} appeared during the export.")
-            retired = Path(
-                tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent)
-            )
-            os.replace(path, retired / path.name)
-            os.replace(staging, path)
+                raise FileExistsError(
+                    f"{path} appeared during the export; it is left as it "
+                    "is. Pass overwrite=True to replace it."
+                )
+            # No portable atomic swap of two folders: move the old one
+            # aside (a hidden name), move the new one in, then delete.
+            retired = _hidden_sibling(path, "old")
+            os.replace(path, retired)
+            try:
+                os.replace(staging, path)
+            except BaseException:
+                os.replace(retired, path)
+                raise
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(staging, path)
+        published = True
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+        if not published:
+            for folder in created:  # Innermost first; only if still empty.
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
 
 def _atomic_write_bytes(path, data):
+    """Writes `data` to a hidden file beside `path`, then renames it.
+
+    Opened with mode 0o666 (less the umask), like an ordinary file, not
+    `mkstemp`'s owner-only 0o600.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(
-        prefix=f".{path.name}.partial-", dir=path.parent
-    )
+    partial = _hidden_sibling(path, "partial")
+    handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(partial, path)
     finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+        if partial.exists():
+            partial.unlink()
+
+
+def _has_version(folder):
+    """Whether `folder` holds a numeric version folder TF Serving would load."""
+    return folder.is_dir() and any(
+        child.name.isdigit() and child.is_dir() for child in folder.iterdir()
+    )
 
 
 def _write_models_config(base_dir, name, widths, server_base):
     """Writes `models.config` for every served width under `base_dir`.
 
-    Lists every `<name>_w*` folder present, so exporting some widths later
-    keeps the others served.
+    Lists every `<name>_w*` folder holding a version, so exporting some
+    widths later keeps the others served. `server_base` is joined with `/`:
+    it is a path on the server (often a container), not necessarily on this
+    machine.
     """
     present = [
         width
         for width in widths
-        if (Path(base_dir) / served_model_name(name, width)).is_dir()
+        if _has_version(Path(base_dir) / served_model_name(name, width))
     ]
     entries = []
     for width in present:
@@ -304,7 +385,7 @@ def _write_models_config(base_dir, name, widths, server_base):
         entries.append(
             "  config {\n"
             f'    name: "{served}"\n'
-            f'    base_path: "{Path(server_base) / served}"\n'
+            f'    base_path: "{posixpath.join(server_base, served)}"\n'
             '    model_platform: "tensorflow"\n'
             "  }\n"
         )

@@ -10,6 +10,7 @@ Examples:
 
 from absl import app
 from absl import flags
+from absl import logging
 
 flags.DEFINE_string("model", None, "Zoo model name, e.g. s_mobilenet_v1.")
 flags.DEFINE_string(
@@ -52,6 +53,9 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        # TensorFlow logs every SavedModel it writes at INFO.
+        logging.set_verbosity(logging.WARNING)
     from keras_slimmable import export
     from keras_slimmable import zoo
 
