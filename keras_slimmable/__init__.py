@@ -16,7 +16,9 @@ from keras_slimmable.layers import SlimmableDepthwiseConv2D
 from keras_slimmable.layers import SlimmableGroupedConv2D
 from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.model import SlimmableModel
+from keras_slimmable.profiling import measure_latency
 from keras_slimmable.profiling import profile
+from keras_slimmable.profiling import select_width
 from keras_slimmable.widths import make_divisible
 from keras_slimmable.widths import scale_channels
 from keras_slimmable.widths import width_scope
@@ -35,9 +37,11 @@ __all__ = [
     "layers",
     "load_reference_checkpoint",
     "make_divisible",
+    "measure_latency",
     "profile",
     "recipes",
     "scale_channels",
+    "select_width",
     "width_scope",
     "zoo",
 ]

@@ -286,3 +286,277 @@ def _active_kernel(layer, input_shape, index):
         else:
             out = shape[-1]
     return shape, (out if layer.use_bias else 0)
+
+
+# Latency per width -----------------------------------------------------------
+
+
+def measure_latency(model, widths=None, batch_size=1, runs=50, warmup=5):
+    """Times inference at every width on this device.
+
+    The widths are timed round robin: each round calls every width once
+    (in reverse order every other round), so a burst of noise from the rest
+    of the machine slows every width alike instead of whichever width
+    happened to be running. The first `warmup` calls of each width (tracing,
+    memory allocation) are not timed.
+
+    Args:
+        model: what to time. A `SlimmableModel`, called as
+            `model(x, width=w)` (each width's compiled inference function);
+            a path to a TFLite file; or a dict `{width: path to a TFLite
+            file}` (see `keras_slimmable.export.export_tflite`), run with
+            `ai_edge_litert`'s interpreter.
+        widths: the widths to time. Defaults to all of `model.widths`, or
+            every key of the dict. For a single TFLite file: a list of the
+            one width the file holds, used as the key of the result (which
+            defaults to the path, as a string).
+        batch_size: images per call, random normal of the model's input
+            shape. Defaults to `1`.
+        runs: timed calls per width. Defaults to `50`.
+        warmup: untimed calls per width, before the timed ones. Defaults
+            to `5`.
+
+    Returns:
+        A dict `{width: {"median_ms": float, "p10_ms": float,
+        "p90_ms": float, "runs": int}}`, widths ascending: the median and
+        the 10th and 90th percentiles of the per-call wall-clock time.
+
+    Raises:
+        ValueError: for a width the model does not have, or a bad
+            `batch_size`, `runs` or `warmup`.
+        TypeError: if `model` is none of the above.
+        FileNotFoundError: for a TFLite path that does not exist.
+
+    Example:
+
+    ```python
+    model = keras_slimmable.zoo.s_mobilenet_v1()
+    for width, t in keras_slimmable.measure_latency(model).items():
+        print(f"{width}: {t['median_ms']:.2f} ms")
+    ```
+    """
+    import gc
+    import time
+
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_count("runs", runs, minimum=1)
+    _check_count("warmup", warmup, minimum=0)
+    runners = _latency_runners(model, widths, batch_size)
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+    times = {key: [] for key in runners}
+    order = list(runners)
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # As `timeit` does: no collection pauses inside a call.
+    try:
+        for round_index in range(runs):
+            for key in order if round_index % 2 == 0 else order[::-1]:
+                start = time.perf_counter()
+                runners[key]()
+                times[key].append(time.perf_counter() - start)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {key: _latency_summary(times[key]) for key in order}
+
+
+def select_width(
+    model,
+    latency_budget_ms,
+    widths=None,
+    batch_size=1,
+    runs=50,
+    measurements=None,
+):
+    """The widest width whose measured median latency fits a budget.
+
+    Args:
+        model: as for `measure_latency`; unused (may be `None`) when
+            `measurements` is given.
+        latency_budget_ms: the budget per call, in milliseconds; a width
+            fits if its median latency is at most this.
+        widths: the widths to choose from. Defaults to every measured one.
+        batch_size: images per call when measuring. Defaults to `1`.
+        runs: timed calls per width when measuring. Defaults to `50`.
+        measurements: the result of `measure_latency`, to choose from
+            without timing again. Defaults to measuring `model` now.
+
+    Returns:
+        The width (a float).
+
+    Raises:
+        ValueError: if no width fits, naming the budget and the fastest
+            measured median; for a bad budget, or a width not measured.
+
+    Example:
+
+    ```python
+    timings = keras_slimmable.measure_latency(model)
+    width = keras_slimmable.select_width(model, 5.0, measurements=timings)
+    model.set_width(width)
+    ```
+    """
+    if (
+        isinstance(latency_budget_ms, bool)
+        or not isinstance(latency_budget_ms, (int, float))
+        or not math.isfinite(latency_budget_ms)
+        or latency_budget_ms <= 0
+    ):
+        raise ValueError(
+            "`latency_budget_ms` must be a positive number of milliseconds. "
+            f"Received: latency_budget_ms={latency_budget_ms!r}"
+        )
+    if measurements is None:
+        measurements = measure_latency(
+            model, widths=widths, batch_size=batch_size, runs=runs
+        )
+    measured = {}
+    for key, timing in measurements.items():
+        if isinstance(key, bool) or not isinstance(key, (int, float)):
+            raise ValueError(
+                "`measurements` must be keyed by width (a number), as "
+                "`measure_latency` returns for a model or a dict of TFLite "
+                f"files. Received the key {key!r}"
+            )
+        measured[float(key)] = timing
+    if widths is not None:
+        chosen = {}
+        for width in widths:
+            matches = [w for w in measured if math.isclose(w, float(width))]
+            if not matches:
+                raise ValueError(
+                    f"Width {width!r} was not measured; measured widths: "
+                    f"{sorted(measured)}. Received: widths={widths!r}"
+                )
+            chosen[matches[0]] = measured[matches[0]]
+        measured = chosen
+    if not measured:
+        raise ValueError(
+            "Nothing to choose from. Received: "
+            f"measurements={measurements!r}, widths={widths!r}"
+        )
+    fitting = [
+        w for w, t in measured.items() if t["median_ms"] <= latency_budget_ms
+    ]
+    if not fitting:
+        fastest = min(measured, key=lambda w: measured[w]["median_ms"])
+        raise ValueError(
+            f"No width fits latency_budget_ms={latency_budget_ms}: the "
+            f"fastest measured median is "
+            f"{measured[fastest]['median_ms']:.3f} ms (width {fastest})."
+        )
+    return max(fitting)
+
+
+def _check_count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}"
+        )
+
+
+def _latency_summary(seconds):
+    import numpy as np
+
+    p10, median, p90 = np.percentile(1000.0 * np.asarray(seconds), [10, 50, 90])
+    return {
+        "median_ms": float(median),
+        "p10_ms": float(p10),
+        "p90_ms": float(p90),
+        "runs": len(seconds),
+    }
+
+
+def _latency_runners(model, widths, batch_size):
+    """`{width: function running one call}`, widths ascending."""
+    import os
+
+    import numpy as np
+
+    from keras_slimmable.widths import width_index
+
+    if isinstance(model, (str, os.PathLike)):
+        if widths is None:
+            return {os.fspath(model): _tflite_runner(model, batch_size)}
+        widths = list(widths)
+        if len(widths) != 1:
+            raise ValueError(
+                "A single TFLite file holds one width: give at most one in "
+                f"`widths`. Received: widths={widths!r}"
+            )
+        return {float(widths[0]): _tflite_runner(model, batch_size)}
+    if isinstance(model, dict):
+        try:
+            files = {float(width): path for width, path in model.items()}
+        except (TypeError, ValueError):
+            raise ValueError(
+                "A dict of TFLite files must be keyed by width. Received: "
+                f"model={model!r}"
+            ) from None
+        if widths is None:
+            widths = files
+        runners = {}
+        for width in sorted(float(w) for w in widths):
+            if width not in files:
+                raise ValueError(
+                    f"No TFLite file for width {width}: the files are for "
+                    f"widths {sorted(files)}. Received: widths={widths!r}"
+                )
+            runners[width] = _tflite_runner(files[width], batch_size)
+        return runners
+    if not hasattr(model, "widths"):
+        raise TypeError(
+            "`model` must be a SlimmableModel, a TFLite file path or a dict "
+            "{width: TFLite file path}. Received: "
+            f"model={model!r} of type {type(model).__name__}"
+        )
+    if widths is None:
+        widths = model.widths
+    chosen = sorted(
+        {model.widths[width_index(model.widths, w)] for w in widths}
+    )
+
+    shape = tuple(model.input.shape[1:])
+    if any(dim is None for dim in shape):
+        raise ValueError(
+            "`measure_latency` needs the model's input shape to be known. "
+            f"Received a model with input shape {(None,) + shape}"
+        )
+    rng = np.random.default_rng(0)
+    x = keras.ops.convert_to_tensor(
+        rng.normal(size=(batch_size,) + shape).astype(model.input.dtype)
+    )
+
+    def runner(width):
+        def run():
+            keras.ops.convert_to_numpy(model(x, width=width))
+
+        return run
+
+    return {width: runner(width) for width in chosen}
+
+
+def _tflite_runner(path, batch_size):
+    import os
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No TFLite file at {os.fspath(path)!r}")
+    interpreter = Interpreter(model_path=os.fspath(path))
+    (source,) = interpreter.get_input_details()
+    shape = (batch_size,) + tuple(int(d) for d in source["shape"][1:])
+    if tuple(source["shape"]) != shape:
+        interpreter.resize_tensor_input(source["index"], shape)
+    interpreter.allocate_tensors()
+    x = np.random.default_rng(0).normal(size=shape).astype(source["dtype"])
+    (target,) = interpreter.get_output_details()
+
+    def run():
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        interpreter.get_tensor(target["index"])
+
+    return run
