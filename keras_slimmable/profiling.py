@@ -1,4 +1,10 @@
-"""Profiling a slimmable model per width: MACs and parameters.
+"""Profiling a slimmable model per width: MACs, parameters and latency.
+
+- `profile(model)`: MACs and parameters of every width's subnetwork.
+- `measure_latency(model)`: every width timed on this device (a Keras
+  model or TFLite files); `select_width(model, latency_budget_ms)`: the
+  widest width whose measured median fits a budget, the paper's "adjust
+  its width on the fly according to on-device benchmarks".
 
 `profile(model)` counts, for every width, what the subnetwork active at that
 width computes and holds. Counting walks the model's functional graph
