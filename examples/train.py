@@ -427,7 +427,9 @@ def _best_record(checkpoint, path):
             if best is None or abs(float(best)) == float("inf"):
                 return
             with open(path + ".tmp", "w") as f:
-                json.dump({"monitor": checkpoint.monitor, "value": best}, f)
+                json.dump(
+                    {"monitor": checkpoint.monitor, "value": float(best)}, f
+                )
             os.replace(path + ".tmp", path)
 
     return BestRecord()

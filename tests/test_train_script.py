@@ -22,7 +22,11 @@ import tensorflow as tf
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 ZOO_CARDS = ROOT / "zoo"
-COUNTS_PATH = pathlib.Path("/work/shared/reference/counts.json")
+# The reference's per-width counts, in shared/ beside the repository.
+COUNTS_PATHS = (
+    ROOT.parent / "shared" / "reference" / "counts.json",
+    pathlib.Path("/work/shared/reference/counts.json"),
+)
 ZOO_MODELS = ("s_mobilenet_v1", "s_mobilenet_v2", "s_shufflenet", "s_resnet50")
 CLASSES = ("blue", "green", "red")
 WIDTHS = (0.25, 1.0)
@@ -389,7 +393,10 @@ def test_flagfiles_hold_the_reference_recipes():
 def test_model_cards_quote_the_reference_figures():
     from keras_slimmable.zoo import registry
 
-    counts = json.loads(COUNTS_PATH.read_text())
+    path = next((p for p in COUNTS_PATHS if p.exists()), None)
+    if path is None:
+        pytest.skip("shared/reference/counts.json is not beside the repository")
+    counts = json.loads(path.read_text())
     index = (ZOO_CARDS / "README.md").read_text()
     for name in ZOO_MODELS:
         assert f"({name}/README.md)" in index
