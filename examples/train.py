@@ -24,8 +24,7 @@ and, with `val_`, on the validation data after every epoch.
   (`tensorboard --logdir <model_dir>/logs`);
 - `last.keras` after every epoch, `best.keras` at the best validation top-1
   of the widest width (its value in `best.json`). Load them with
-  `keras.saving.load_model(path, compile=False)` after importing
-  `keras_slimmable` (they were compiled with this script's `top5`), or
+  `keras.saving.load_model(path)` after importing `keras_slimmable`, or
   evaluate them with `examples/evaluate.py --model_file=...`;
 - `backup/`: the training state (weights, every width's batch-norm
   statistics, optimizer) every `--backup_every_steps` steps and at the end
@@ -343,19 +342,6 @@ def load_data(recipe):
     return train, validation, list(class_names), steps
 
 
-def top5(y_true, y_pred):
-    """Top-5 accuracy.
-
-    A function rather than `SparseTopKCategoricalAccuracy(k=5, name="top5")`:
-    `SlimmableModel.compile` makes a metric per width from a function, but
-    shares one metric instance between all the widths (which would then
-    report top-5 over all of them together).
-    """
-    import keras
-
-    return keras.metrics.sparse_top_k_categorical_accuracy(y_true, y_pred, k=5)
-
-
 def build_model(recipe, widths, classes, steps_per_epoch):
     """The zoo model with weight decay, compiled (call under the scope)."""
     import keras
@@ -375,7 +361,10 @@ def build_model(recipe, widths, classes, steps_per_epoch):
     model.compile(
         optimizer=recipes.make_optimizer(recipe, steps_per_epoch),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy", top5],
+        metrics=[
+            "accuracy",
+            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5"),
+        ],
         steps_per_execution=FLAGS.steps_per_execution,
     )
     return model

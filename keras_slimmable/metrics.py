@@ -36,7 +36,9 @@ class WidthMetrics(keras.metrics.Metric):
         if metrics or weighted_metrics:
             self.compiled = [
                 CompileMetrics(
-                    metrics, weighted_metrics, output_names=output_names
+                    _own_copies(metrics),
+                    _own_copies(weighted_metrics),
+                    output_names=output_names,
                 )
                 for _ in self.widths
             ]
@@ -97,3 +99,19 @@ class WidthMetrics(keras.metrics.Metric):
                 for key, value in self.compiled[index].result().items():
                     results[f"{name}_{key}"] = value
         return results
+
+
+def _own_copies(spec):
+    """`spec` with every metric instance replaced by a fresh copy.
+
+    A metric instance given to `compile` holds state; each width needs its
+    own, or all widths would report one pooled value. Names and callables
+    are resolved anew per width by Keras anyway.
+    """
+    if isinstance(spec, keras.metrics.Metric):
+        return spec.__class__.from_config(spec.get_config())
+    if isinstance(spec, dict):
+        return {key: _own_copies(value) for key, value in spec.items()}
+    if isinstance(spec, (list, tuple)):
+        return type(spec)(_own_copies(value) for value in spec)
+    return spec

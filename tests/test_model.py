@@ -376,6 +376,24 @@ def test_fit_logs_summed_and_per_width_loss_and_metrics():
         )
 
 
+def test_metric_instances_are_measured_per_width():
+    """A metric object given to compile is copied for every width."""
+    model = build_model()
+    x, y = data(16)
+    model.compile(
+        keras.optimizers.SGD(0.0),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseTopKCategoricalAccuracy(k=2, name="top2")],
+    )
+    logs = model.evaluate(x, y, batch_size=16, verbose=0, return_dict=True)
+    for w in WIDTHS:
+        logits = np.array(model(x, width=w))
+        top2 = np.argsort(-logits, axis=-1)[:, :2]
+        expected = np.mean([label in row for label, row in zip(y, top2)])
+        name = ks.widths.width_name(w)
+        assert logs[f"{name}_top2"] == pytest.approx(expected), name
+
+
 def test_train_without_loss_is_a_clear_error():
     model = build_model()
     x, y = data(4)
