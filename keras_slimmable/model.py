@@ -31,13 +31,11 @@ class _FunctionCache:
         self.lock = threading.Lock()
         self.predict = {}
         self.inference = {}
-        self.concrete = {}
 
     def clear(self):
         with self.lock:
             self.predict.clear()
             self.inference.clear()
-            self.concrete.clear()
 
 
 @keras.saving.register_keras_serializable(package="keras_slimmable")
