@@ -11,6 +11,7 @@ from keras_slimmable.layers import SlimmableGroupedConv2D
 from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.metrics import WidthMetrics
 from keras_slimmable.trainers import SlimmableTrainer
+from keras_slimmable.trainers import WeightCache
 from keras_slimmable.widths import standardize_widths
 from keras_slimmable.widths import width_index
 from keras_slimmable.widths import width_scope
@@ -31,6 +32,7 @@ class _FunctionCache:
         self.lock = threading.Lock()
         self.predict = {}
         self.inference = {}
+        self.weights = WeightCache()
 
     def clear(self):
         with self.lock:
@@ -54,6 +56,9 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
       `predict` and export; `model(x, width=0.5)` runs one call at 0.5
       without touching the default. Each width keeps its own compiled
       function, so switching back to a width already used is instant.
+      Eager calls at a narrower width read copies of its large weight
+      slices, made at its first call and refreshed whenever the weights
+      change, rather than slicing the shared kernels on every call.
 
     Training (`fit`): every step runs each width from the widest to the
     narrowest, back-propagates its loss, sums the gradients and takes one

@@ -1,5 +1,7 @@
 """What every slimmable layer shares: per-width channel lists and padding."""
 
+import contextlib
+import contextvars
 import numbers
 
 import keras
@@ -56,6 +58,44 @@ def standardize_channels(value, name, allow_int=True):
             f"prefix of the wider one's channels). Received: {name}={value!r}"
         )
     return result
+
+
+# The weight cache of the model whose eager inference is being traced, if
+# any (see `keras_slimmable/trainers/weight_cache.py`).
+_WEIGHT_CACHE = contextvars.ContextVar(
+    "keras_slimmable_weight_cache", default=None
+)
+
+
+@contextlib.contextmanager
+def weight_cache_scope(recorder):
+    """Within it, `active_weights` asks `recorder.lookup` for the weights."""
+    token = _WEIGHT_CACHE.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _WEIGHT_CACHE.reset(token)
+
+
+def active_weights(layer, key, compute, *variables):
+    """`compute(*variables)`: the part of `layer`'s weights a width uses.
+
+    Layers slice their shared kernels through this function. Training and
+    graph-mode calls slice in the graph, so that gradients reach the shared
+    variables; a model's eager inference instead reads a cached copy of
+    the slice (`recorder.lookup`), refreshed when the variables change.
+
+    Args:
+        layer: the layer owning the variables.
+        key: hashable; identifies the slice within the layer (for example
+            `("kernel", channels_in, channels_out)`).
+        compute: a function of the variables' values returning the slice.
+        *variables: the layer's variables `compute` reads.
+    """
+    recorder = _WEIGHT_CACHE.get()
+    if recorder is None:
+        return compute(*variables)
+    return recorder.lookup(layer, key, compute, variables)
 
 
 def channels_at(value, layer_name, index=None):

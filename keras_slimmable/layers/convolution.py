@@ -8,6 +8,7 @@ convolution, a prefix within each group). Channels last only.
 import keras
 from keras import ops
 
+from keras_slimmable.layers.base import active_weights
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
 from keras_slimmable.layers.base import config_padding
@@ -87,6 +88,14 @@ class _SlimmableConvolution(keras.layers.Layer):
                 f"input channels. Received an input with {channels}."
             )
 
+    def _bias_prefix(self, channels):
+        """The bias of the first `channels` outputs (None without bias)."""
+        if self.bias is None or channels == self.bias.shape[0]:
+            return self.bias
+        return active_weights(
+            self, ("bias", channels), lambda b: b[:channels], self.bias
+        )
+
     def _finish(self, outputs, bias):
         if bias is not None:
             outputs = ops.add(outputs, bias)
@@ -158,7 +167,12 @@ class SlimmableConv2D(_SlimmableConvolution):
         channels_out = channels_at(self.filters, self.name)
         kernel = self.kernel
         if channels_in < kernel_in or channels_out < kernel_out:
-            kernel = kernel[:, :, :channels_in, :channels_out]
+            kernel = active_weights(
+                self,
+                ("kernel", channels_in, channels_out),
+                lambda k: k[:, :, :channels_in, :channels_out],
+                kernel,
+            )
         inputs, padding = pad_inputs(inputs, self._op_padding)
         outputs = ops.conv(
             inputs,
@@ -167,8 +181,7 @@ class SlimmableConv2D(_SlimmableConvolution):
             padding=padding,
             dilation_rate=self.dilation_rate,
         )
-        bias = None if self.bias is None else self.bias[:channels_out]
-        return self._finish(outputs, bias)
+        return self._finish(outputs, self._bias_prefix(channels_out))
 
     def get_config(self):
         config = super().get_config()
@@ -270,25 +283,38 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
             )
             self._check_divisible(channels_in)
             part = channels_in // self.groups
+            kernels = active_weights(
+                self,
+                ("kernel", part, channels_out),
+                lambda k: [k[:, :, :part, a:b] for a, b in columns],
+                self.kernel,
+            )
             outputs = [
                 ops.conv(
-                    inputs[..., k * part : (k + 1) * part],
-                    self.kernel[:, :, :part, start:stop],
-                    **conv_args,
+                    inputs[..., k * part : (k + 1) * part], kernel, **conv_args
                 )
-                for k, (start, stop) in enumerate(columns)
+                for k, kernel in enumerate(kernels)
             ]
             outputs = ops.concatenate(outputs, axis=-1)
         else:
             self._check_input_channels(channels_in, self.kernel.shape[2])
-            kernel = ops.concatenate(
-                [self.kernel[:, :, :channels_in, a:b] for a, b in columns],
-                axis=-1,
+            kernel = active_weights(
+                self,
+                ("kernel", channels_in, channels_out),
+                lambda k: ops.concatenate(
+                    [k[:, :, :channels_in, a:b] for a, b in columns], axis=-1
+                ),
+                self.kernel,
             )
             outputs = ops.conv(inputs, kernel, **conv_args)
         bias = None
         if self.bias is not None:
-            bias = ops.concatenate([self.bias[a:b] for a, b in columns])
+            bias = active_weights(
+                self,
+                ("bias", channels_out),
+                lambda b: ops.concatenate([b[a:c] for a, c in columns]),
+                self.bias,
+            )
         return self._finish(outputs, bias)
 
     def get_config(self):
@@ -369,7 +395,12 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
                 )
         kernel = self.kernel
         if channels < kernel.shape[2]:
-            kernel = kernel[:, :, :channels, :]
+            kernel = active_weights(
+                self,
+                ("kernel", channels),
+                lambda k: k[:, :, :channels, :],
+                kernel,
+            )
         inputs, padding = pad_inputs(inputs, self._op_padding)
         outputs = ops.depthwise_conv(
             inputs,
@@ -378,8 +409,7 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
             padding=padding,
             dilation_rate=self.dilation_rate,
         )
-        bias = None if self.bias is None else self.bias[:channels]
-        return self._finish(outputs, bias)
+        return self._finish(outputs, self._bias_prefix(channels))
 
     def get_config(self):
         config = super().get_config()

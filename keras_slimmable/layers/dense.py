@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_slimmable.layers.base import active_weights
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
 from keras_slimmable.layers.base import max_channels
@@ -88,10 +89,20 @@ class SlimmableDense(keras.layers.Layer):
         units = channels_at(self.units, self.name)
         kernel = self.kernel
         if features < kernel_in or units < kernel_out:
-            kernel = kernel[:features, :units]
+            kernel = active_weights(
+                self,
+                ("kernel", features, units),
+                lambda k: k[:features, :units],
+                kernel,
+            )
         outputs = ops.matmul(inputs, kernel)
         if self.bias is not None:
-            outputs = ops.add(outputs, self.bias[:units])
+            bias = self.bias
+            if units < kernel_out:
+                bias = active_weights(
+                    self, ("bias", units), lambda b: b[:units], bias
+                )
+            outputs = ops.add(outputs, bias)
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs

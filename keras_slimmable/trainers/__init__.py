@@ -10,7 +10,13 @@ if keras.backend.backend() == "tensorflow":
     from keras_slimmable.trainers.tensorflow import (
         TensorFlowSlimmableTrainer as SlimmableTrainer,
     )
+    from keras_slimmable.trainers.weight_cache import WeightCache
 else:
+
+    class WeightCache:
+        """Eager inference slices in the graph on other backends."""
+
+        enabled = False
 
     class SlimmableTrainer:
         """Inference only: slimmable training needs the TensorFlow backend."""
@@ -27,4 +33,4 @@ else:
         test_step = train_step
 
 
-__all__ = ["SlimmableTrainer"]
+__all__ = ["SlimmableTrainer", "WeightCache"]
