@@ -116,6 +116,15 @@ def median_ms(seconds):
     return 1000.0 * statistics.median(seconds)
 
 
+def paired_ratio(numerators, denominators):
+    """The median of per-round ratios `numerators[i] / denominators[i]`.
+
+    Both were timed in the same round, moments apart, so a slow spell of a
+    noisy machine slows both and cancels out of their ratio.
+    """
+    return statistics.median(a / b for a, b in zip(numerators, denominators))
+
+
 def print_table(header, rows):
     """Prints rows of strings/numbers as an aligned table."""
     table = [header] + [

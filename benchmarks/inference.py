@@ -1,7 +1,8 @@
 """Inference latency: slimmable vs materialized vs keras.applications.
 
 For S-MobileNet v1 and v2 at 224x224 on the CPU, batch 1 and 16, and for
-each width, times side by side in one run (interleaved, medians):
+each width, times side by side in one run (interleaved in a random order
+each round, medians):
 
 - the slimmable model at that width, through its public API
   `model(x, width=w)` (each width's compiled function);
@@ -12,7 +13,8 @@ each width, times side by side in one run (interleaved, medians):
 The plain models run as compiled functions too (`tf.function`), as the
 slimmable model does. Targets: slimmable at most 1.10x keras.applications,
 materialized at most 1.02x. Also prints latency(w)/latency(widest) beside
-MACs(w)/MACs(widest).
+MACs(w)/MACs(widest). The ratios are medians of per-round ratios (each
+round times every contender moments apart), the times medians.
 
 Run: `python benchmarks/inference.py`
 (`--models s_mobilenet_v1 --batch_sizes 1` for a subset).
@@ -26,6 +28,7 @@ import tensorflow as tf
 from absl import app
 from absl import flags
 from common import median_ms
+from common import paired_ratio
 from common import print_table
 from common import quiet
 from common import time_call
@@ -83,6 +86,7 @@ def main(_):
     import keras_slimmable as ks
 
     size = FLAGS.image_size
+    rng = np.random.default_rng(0)
     worst = collections.defaultdict(float)
     for name in FLAGS.models:
         model, functions = contenders(name, size)
@@ -98,19 +102,34 @@ def main(_):
                 for function in entry.values():
                     for _ in range(3):
                         function(x)
+            calls = [
+                (width, kind, function)
+                for width, entry in functions.items()
+                for kind, function in entry.items()
+            ]
             times = collections.defaultdict(list)
             for _ in range(FLAGS.rounds):
-                for width, entry in functions.items():
-                    for kind, function in entry.items():
-                        times[(width, kind)].append(time_call(function, x))
+                # A fresh order every round: whatever runs right after
+                # another model pays for its cold caches (measured: up to
+                # 0.25 ms at batch 1), so no contender may always go first.
+                for k in rng.permutation(len(calls)):
+                    width, kind, function = calls[k]
+                    times[(width, kind)].append(time_call(function, x))
             ms = {key: median_ms(value) for key, value in times.items()}
             rows = []
             for width in model.widths:
                 slim = ms[(width, "slimmable")]
                 mat = ms[(width, "materialized")]
                 apps = ms.get((width, "applications"))
-                slim_ratio = None if apps is None else slim / apps
-                mat_ratio = None if apps is None else mat / apps
+                slim_ratio = mat_ratio = None
+                if apps is not None:
+                    apps_times = times[(width, "applications")]
+                    slim_ratio = paired_ratio(
+                        times[(width, "slimmable")], apps_times
+                    )
+                    mat_ratio = paired_ratio(
+                        times[(width, "materialized")], apps_times
+                    )
                 if apps is not None:
                     worst["slimmable"] = max(worst["slimmable"], slim_ratio)
                     worst["materialized"] = max(
@@ -130,7 +149,7 @@ def main(_):
                 )
             print(
                 f"\n{name}, {size}x{size}, batch {batch}, CPU, "
-                f"{FLAGS.rounds} interleaved rounds (median ms):"
+                f"{FLAGS.rounds} rounds in random order (median ms):"
             )
             print_table(
                 [
