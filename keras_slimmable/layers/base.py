@@ -98,6 +98,24 @@ def active_weights(layer, key, compute, *variables):
     return recorder.lookup(layer, key, compute, variables)
 
 
+def weight_prefix(layer, name, variable, shape):
+    """The leading block of `variable` of this `shape`, through
+    `active_weights`: the part of a shared weight a narrower width uses
+    (`variable` itself where `shape` is all of it).
+
+    Args:
+        layer: the layer owning `variable`.
+        name: the weight's name within the layer, e.g. `"kernel"`.
+        variable: the shared weight.
+        shape: the shape of the block, one size per axis.
+    """
+    shape = tuple(shape)
+    if shape == tuple(variable.shape):
+        return variable
+    index = tuple(slice(0, size) for size in shape)
+    return active_weights(layer, (name,) + shape, lambda v: v[index], variable)
+
+
 def channels_at(value, layer_name, index=None):
     """The entry of a per-width channel list for the active width.
 

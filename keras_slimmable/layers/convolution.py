@@ -19,6 +19,7 @@ from keras_slimmable.layers.base import same_if_equivalent
 from keras_slimmable.layers.base import standardize_channels
 from keras_slimmable.layers.base import standardize_padding
 from keras_slimmable.layers.base import weight_arguments_config
+from keras_slimmable.layers.base import weight_prefix
 
 
 class _SlimmableConvolution(keras.layers.Layer):
@@ -90,11 +91,9 @@ class _SlimmableConvolution(keras.layers.Layer):
 
     def _bias_prefix(self, channels):
         """The bias of the first `channels` outputs (None without bias)."""
-        if self.bias is None or channels == self.bias.shape[0]:
-            return self.bias
-        return active_weights(
-            self, ("bias", channels), lambda b: b[:channels], self.bias
-        )
+        if self.bias is None:
+            return None
+        return weight_prefix(self, "bias", self.bias, (channels,))
 
     def _finish(self, outputs, bias):
         if bias is not None:
@@ -161,18 +160,15 @@ class SlimmableConv2D(_SlimmableConvolution):
         self.bias = self._add_bias(max_channels(self.filters))
 
     def call(self, inputs):
-        kernel_in, kernel_out = self.kernel.shape[2], self.kernel.shape[3]
         channels_in = inputs.shape[-1]
-        self._check_input_channels(channels_in, kernel_in)
+        self._check_input_channels(channels_in, self.kernel.shape[2])
         channels_out = channels_at(self.filters, self.name)
-        kernel = self.kernel
-        if channels_in < kernel_in or channels_out < kernel_out:
-            kernel = active_weights(
-                self,
-                ("kernel", channels_in, channels_out),
-                lambda k: k[:, :, :channels_in, :channels_out],
-                kernel,
-            )
+        kernel = weight_prefix(
+            self,
+            "kernel",
+            self.kernel,
+            self.kernel_size + (channels_in, channels_out),
+        )
         inputs, padding = pad_inputs(inputs, self._op_padding)
         outputs = ops.conv(
             inputs,
@@ -393,14 +389,9 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
                     f"active width (channels={self.channels}). Received an "
                     f"input with {channels}."
                 )
-        kernel = self.kernel
-        if channels < kernel.shape[2]:
-            kernel = active_weights(
-                self,
-                ("kernel", channels),
-                lambda k: k[:, :, :channels, :],
-                kernel,
-            )
+        kernel = weight_prefix(
+            self, "kernel", self.kernel, self.kernel_size + (channels, 1)
+        )
         inputs, padding = pad_inputs(inputs, self._op_padding)
         outputs = ops.depthwise_conv(
             inputs,

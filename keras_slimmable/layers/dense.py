@@ -3,12 +3,12 @@
 import keras
 from keras import ops
 
-from keras_slimmable.layers.base import active_weights
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
 from keras_slimmable.layers.base import max_channels
 from keras_slimmable.layers.base import standardize_channels
 from keras_slimmable.layers.base import weight_arguments_config
+from keras_slimmable.layers.base import weight_prefix
 
 
 @keras.saving.register_keras_serializable(package="keras_slimmable")
@@ -80,28 +80,17 @@ class SlimmableDense(keras.layers.Layer):
 
     def call(self, inputs):
         features = inputs.shape[-1]
-        kernel_in, kernel_out = self.kernel.shape
+        kernel_in = self.kernel.shape[0]
         if features is None or features > kernel_in:
             raise ValueError(
                 f"Layer '{self.name}' was built for at most {kernel_in} input "
                 f"features. Received an input with {features}."
             )
         units = channels_at(self.units, self.name)
-        kernel = self.kernel
-        if features < kernel_in or units < kernel_out:
-            kernel = active_weights(
-                self,
-                ("kernel", features, units),
-                lambda k: k[:features, :units],
-                kernel,
-            )
+        kernel = weight_prefix(self, "kernel", self.kernel, (features, units))
         outputs = ops.matmul(inputs, kernel)
         if self.bias is not None:
-            bias = self.bias
-            if units < kernel_out:
-                bias = active_weights(
-                    self, ("bias", units), lambda b: b[:units], bias
-                )
+            bias = weight_prefix(self, "bias", self.bias, (units,))
             outputs = ops.add(outputs, bias)
         if self.activation is not None:
             outputs = self.activation(outputs)
