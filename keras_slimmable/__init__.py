@@ -2,46 +2,66 @@
 
 One network that runs at several widths, switchable at run time
 (Yu et al., Slimmable Neural Networks, ICLR 2019).
+
+The layers, the model and the recipes' schedules are imported with the
+package, so that `keras.saving.load_model` finds them once `keras_slimmable`
+is imported. Everything else (the zoo, data pipelines, export) is imported on
+first use (PEP 562). While Python locates a `python -m keras_slimmable.<tool>`
+command line, nothing is imported, so its `--help` answers without importing
+TensorFlow; the tool imports what it needs after parsing its flags.
 """
 
-from keras_slimmable import data
-from keras_slimmable import export
-from keras_slimmable import layers
-from keras_slimmable import recipes
-from keras_slimmable import zoo
-from keras_slimmable.convert.reference import load_reference_checkpoint
-from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.layers import SlimmableDense
-from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.layers import SlimmableGroupedConv2D
-from keras_slimmable.layers import SwitchableBatchNormalization
-from keras_slimmable.model import SlimmableModel
-from keras_slimmable.profiling import measure_latency
-from keras_slimmable.profiling import profile
-from keras_slimmable.profiling import select_width
-from keras_slimmable.widths import make_divisible
-from keras_slimmable.widths import scale_channels
-from keras_slimmable.widths import width_scope
+import importlib
+import sys
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "SlimmableConv2D",
-    "SlimmableDense",
-    "SlimmableDepthwiseConv2D",
-    "SlimmableGroupedConv2D",
-    "SlimmableModel",
-    "SwitchableBatchNormalization",
-    "data",
-    "export",
-    "layers",
-    "load_reference_checkpoint",
-    "make_divisible",
-    "measure_latency",
-    "profile",
-    "recipes",
-    "scale_channels",
-    "select_width",
-    "width_scope",
-    "zoo",
-]
+# Public name -> the module that defines it (a module's own name for the
+# subpackages).
+_EXPORTS = {
+    "data": "keras_slimmable.data",
+    "export": "keras_slimmable.export",
+    "layers": "keras_slimmable.layers",
+    "recipes": "keras_slimmable.recipes",
+    "zoo": "keras_slimmable.zoo",
+    "load_reference_checkpoint": "keras_slimmable.convert.reference",
+    "SlimmableConv2D": "keras_slimmable.layers",
+    "SlimmableDense": "keras_slimmable.layers",
+    "SlimmableDepthwiseConv2D": "keras_slimmable.layers",
+    "SlimmableGroupedConv2D": "keras_slimmable.layers",
+    "SwitchableBatchNormalization": "keras_slimmable.layers",
+    "SlimmableModel": "keras_slimmable.model",
+    "measure_latency": "keras_slimmable.profiling",
+    "profile": "keras_slimmable.profiling",
+    "select_width": "keras_slimmable.profiling",
+    "make_divisible": "keras_slimmable.widths",
+    "scale_channels": "keras_slimmable.widths",
+    "width_scope": "keras_slimmable.widths",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+# `sys.argv[0]` is "-m" exactly while `python -m` locates its module.
+if sys.argv[:1] != ["-m"]:
+    from keras_slimmable import layers  # noqa: F401  (registers the layers)
+    from keras_slimmable import model  # noqa: F401
+    from keras_slimmable import recipes  # noqa: F401
+
+
+def __getattr__(name):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(
+            f"module 'keras_slimmable' has no attribute {name!r}"
+        )
+    module = importlib.import_module(module_name)
+    value = (
+        module if module_name.endswith("." + name) else getattr(module, name)
+    )
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
