@@ -14,6 +14,8 @@ sees its own value, so concurrent calls at different widths do not interfere.
 import contextlib
 import contextvars
 import math
+import numbers
+import struct
 
 _ACTIVE_WIDTH_INDEX = contextvars.ContextVar(
     "keras_slimmable_active_width_index", default=None
@@ -67,29 +69,55 @@ def scale_channels(channels, widths, rounding="int"):
     return tuple(int(round_fn(channels * w)) for w in widths)
 
 
+def _float32(value):
+    """`value` rounded to float32 (what a float32 tensor of it would hold)."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def _real_number(value):
+    """`value` as a Python float, or `None` unless it is a real number.
+
+    Bools (Python's and NumPy's) and strings are not widths, though
+    `float()` would take them.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    if type(value).__name__ == "bool_":  # numpy.bool_ without numpy
+        return None
+    return float(value)
+
+
 def standardize_widths(widths):
     """Validates a width list and returns it as an ascending tuple of floats.
 
     Raises:
-        ValueError: if `widths` is empty, not ascending, has duplicates or
-            non-positive values.
+        ValueError: if `widths` is empty, not ascending, has duplicates
+            (equal at float32 precision), non-positive values, or entries
+            that are not real numbers (strings and bools are refused).
     """
     try:
-        result = tuple(float(w) for w in widths)
-    except (TypeError, ValueError):
+        result = tuple(_real_number(w) for w in widths)
+    except TypeError:
+        result = (None,)
+    if None in result:
         raise ValueError(
             "`widths` must be a sequence of positive numbers. "
             f"Received: widths={widths!r}"
-        ) from None
+        )
     if not result:
         raise ValueError("`widths` must not be empty. Received: widths=()")
     if any(not math.isfinite(w) or w <= 0 for w in result):
         raise ValueError(
             f"Every width must be a positive number. Received: widths={widths}"
         )
-    if any(a >= b for a, b in zip(result, result[1:])):
+    rounded = [_float32(w) for w in result]
+    if any(a >= b for a, b in zip(rounded, rounded[1:])):
         raise ValueError(
-            "`widths` must be strictly ascending, e.g. (0.25, 0.5, 0.75, 1.0). "
+            "`widths` must be strictly ascending (and distinct at float32 "
+            "precision), e.g. (0.25, 0.5, 0.75, 1.0). "
             f"Received: widths={widths}"
         )
     return result
@@ -98,20 +126,26 @@ def standardize_widths(widths):
 def width_index(widths, width):
     """Returns the position of `width` in the ascending tuple `widths`.
 
+    A width matches when it equals an entry at float32 precision, so
+    `np.float32(0.35)` and `0.35` name the same width; bools and strings
+    never match.
+
     Raises:
         ValueError: naming the bad value and the valid ones.
     """
-    try:
-        value = float(width)
-    except (TypeError, ValueError):
-        value = None
-    if value is not None:
-        for index, candidate in enumerate(widths):
-            if math.isclose(candidate, value, rel_tol=0.0, abs_tol=1e-9):
-                return index
+    value = _real_number(width)
+    if value is None:
+        raise ValueError(
+            f"A width must be a real number, one of {tuple(widths)}. "
+            f"Received: width={width!r} of type {type(width).__name__}"
+        )
+    value = _float32(value)
+    for index, candidate in enumerate(widths):
+        if _float32(candidate) == value:
+            return index
     raise ValueError(
         f"Unknown width {width!r}: this model runs at widths "
-        f"{tuple(widths)}. Pass one of those."
+        f"{tuple(widths)}. Pass one of those (a number)."
     )
 
 

@@ -82,7 +82,7 @@ def test_defaults_and_width_property():
     assert model.width == 0.25
 
 
-@pytest.mark.parametrize("bad", [0.3, 2.0, "wide", None])
+@pytest.mark.parametrize("bad", [0.3, 2.0, "wide", None, "0.5", True])
 def test_set_width_rejects_unknown_width_and_changes_nothing(bad):
     model = build_model()
     model.set_width(0.75)
@@ -98,6 +98,22 @@ def test_call_with_unknown_width_raises():
     x, _ = data(2)
     with pytest.raises(ValueError, match="Unknown width 0.6"):
         model(x, width=0.6)
+    # True == 1 and float("0.5") == 0.5, but neither is a width.
+    with pytest.raises(ValueError, match="width=True"):
+        model(x, width=True)
+    with pytest.raises(ValueError, match="width='0.5'"):
+        model(x, width="0.5")
+
+
+def test_a_float32_width_names_the_same_width():
+    model = build_model()
+    x, _ = data(2)
+    model.set_width(np.float32(0.75))
+    assert model.width == 0.75 and type(model.width) is float
+    np.testing.assert_array_equal(
+        np.asarray(model(x, width=np.float32(0.25))),
+        np.asarray(model(x, width=0.25)),
+    )
 
 
 def test_constructor_rejects_bad_widths():

@@ -282,13 +282,51 @@ def test_width_index():
     assert width_index(widths, np.float64(0.5)) == 1
 
 
-@pytest.mark.parametrize("bad", [0.3, 0.0, 2.0, None, "wide", 0.5 + 1e-6])
+def test_width_index_matches_at_float32_precision():
+    # 0.35 is not a float32: np.float32(0.35) == 0.3499999940395355, which
+    # a float64 comparison calls a different width.
+    widths = standardize_widths((0.25, 0.35, 1.0))
+    assert float(np.float32(0.35)) != 0.35
+    assert width_index(widths, np.float32(0.35)) == 1
+    assert width_index(widths, np.array(0.35, "float32").item()) == 1
+    assert width_index(widths, np.float16(1.0)) == 2
+    # One float32 step away is another width.
+    neighbour = np.nextafter(np.float32(0.35), np.float32(1.0))
+    with pytest.raises(ValueError, match="Unknown width"):
+        width_index(widths, neighbour)
+
+
+def test_widths_equal_at_float32_are_duplicates():
+    with pytest.raises(ValueError, match="strictly ascending"):
+        standardize_widths((0.35, float(np.float32(0.35)), 1.0))
+
+
+@pytest.mark.parametrize("bad", [0.3, 0.0, 2.0, 0.5 + 1e-6, float("nan")])
 def test_width_index_unknown_width_names_it_and_the_valid_ones(bad):
     with pytest.raises(ValueError) as info:
         width_index((0.25, 0.5, 1.0), bad)
     message = str(info.value)
     assert f"Unknown width {bad!r}" in message
     assert "(0.25, 0.5, 1.0)" in message
+
+
+@pytest.mark.parametrize(
+    "bad", [True, False, np.bool_(True), "0.5", "wide", None, b"1", [0.5]]
+)
+def test_width_index_refuses_what_is_not_a_real_number(bad):
+    # float() accepts True and "0.5"; a width must be a number.
+    with pytest.raises(ValueError) as info:
+        width_index((0.5, 1.0), bad)
+    message = str(info.value)
+    assert "must be a real number" in message
+    assert f"width={bad!r}" in message
+    assert "(0.5, 1.0)" in message
+
+
+@pytest.mark.parametrize("bad", [(0.5, True), ("0.5", 1.0), (0.5, "1")])
+def test_standardize_widths_refuses_bools_and_strings(bad):
+    with pytest.raises(ValueError, match="positive numbers"):
+        standardize_widths(bad)
 
 
 # width_scope -----------------------------------------------------------------
