@@ -23,6 +23,13 @@ class SwitchableBatchNormalization(keras.layers.Layer):
     one batch norm of the widest channel count, whose leading channels every
     width uses and updates.
 
+    Keras updates the moving variance with the batch's biased variance
+    (divided by n), PyTorch with the unbiased one (divided by n - 1, n the
+    values per channel in the batch). `unbiased_moving_variance=True` takes
+    PyTorch's convention, as the reference implementation was trained; the
+    batch is normalized with the biased variance either way, in both
+    frameworks. Set it before the model is first called in training.
+
     Args:
         channels: the channel count per width (ascending), one per width of
             the model.
@@ -33,6 +40,9 @@ class SwitchableBatchNormalization(keras.layers.Layer):
         scale: whether to learn a gamma scale. Defaults to `True`.
         shared: one batch norm shared by every width (the naive baseline).
             Defaults to `False`.
+        unbiased_moving_variance: update the moving variance with the
+            unbiased batch variance, as PyTorch does. Defaults to `False`
+            (Keras's convention).
         beta_initializer, gamma_initializer, moving_mean_initializer,
         moving_variance_initializer, beta_regularizer, gamma_regularizer,
         beta_constraint, gamma_constraint: as for
@@ -64,6 +74,7 @@ class SwitchableBatchNormalization(keras.layers.Layer):
         center=True,
         scale=True,
         shared=False,
+        unbiased_moving_variance=False,
         beta_initializer="zeros",
         gamma_initializer="ones",
         moving_mean_initializer="zeros",
@@ -79,6 +90,7 @@ class SwitchableBatchNormalization(keras.layers.Layer):
             channels, "channels", allow_int=False
         )
         self.shared = bool(shared)
+        self.unbiased_moving_variance = bool(unbiased_moving_variance)
         arguments = dict(
             momentum=momentum,
             epsilon=epsilon,
@@ -137,14 +149,26 @@ class SwitchableBatchNormalization(keras.layers.Layer):
                 f"with {channels} channels."
             )
         if self.shared:
-            return self._shared_call(inputs, channels, training)
+            return self._prefix_call(
+                self.batch_norms[0], inputs, channels, training
+            )
         index = active_width_index()
         batch_norm = self.batch_norms[-1 if index is None else index]
+        if self.unbiased_moving_variance and training and self.trainable:
+            if mask is not None:
+                raise ValueError(
+                    f"Layer '{self.name}': unbiased_moving_variance=True "
+                    "does not support masked inputs."
+                )
+            return self._prefix_call(batch_norm, inputs, channels, training)
         return batch_norm(inputs, training=training, mask=mask)
 
-    def _shared_call(self, inputs, channels, training):
-        """The naive baseline: the leading channels of one batch norm."""
-        batch_norm = self.batch_norms[0]
+    def _prefix_call(self, batch_norm, inputs, channels, training):
+        """Batch norm over the leading `channels` of `batch_norm`.
+
+        The naive baseline's call (one batch norm, every width a prefix of
+        it), and the training call with PyTorch's moving variance.
+        """
         compute_dtype = inputs.dtype
         if compute_dtype in ("float16", "bfloat16"):
             inputs = ops.cast(inputs, "float32")
@@ -153,15 +177,26 @@ class SwitchableBatchNormalization(keras.layers.Layer):
         if training and self.trainable:
             axes = list(range(len(inputs.shape) - 1))
             mean, variance = ops.moments(inputs, axes=axes)
+            moving_variance_update = variance
+            if self.unbiased_moving_variance:
+                shape = ops.shape(inputs)
+                count = ops.cast(ops.prod([shape[a] for a in axes]), "float32")
+                # n / (n - 1); a batch of one value per channel keeps the
+                # biased variance (PyTorch's would be infinite).
+                correction = count / ops.maximum(count - 1.0, 1.0)
+                moving_variance_update = variance * correction
             m = batch_norm.momentum
             for variable, value in (
                 (moving_mean, mean),
-                (moving_variance, variance),
+                (moving_variance, moving_variance_update),
             ):
                 updated = variable[:channels] * m + value * (1.0 - m)
-                variable.assign(
-                    ops.concatenate([updated, variable[channels:]], axis=0)
-                )
+                if channels == variable.shape[0]:
+                    variable.assign(updated)
+                else:
+                    variable.assign(
+                        ops.concatenate([updated, variable[channels:]], axis=0)
+                    )
         else:
             mean = moving_mean[:channels]
             variance = moving_variance[:channels]
@@ -192,4 +227,5 @@ class SwitchableBatchNormalization(keras.layers.Layer):
         )
         config["channels"] = list(self.channels)
         config["shared"] = self.shared
+        config["unbiased_moving_variance"] = self.unbiased_moving_variance
         return config

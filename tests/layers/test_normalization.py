@@ -133,6 +133,69 @@ def test_training_at_a_width_updates_only_its_batch_norm(index):
             np.testing.assert_array_equal(after[(i, name)], value)
 
 
+@pytest.mark.parametrize("shared", [False, True])
+@pytest.mark.parametrize("index", [0, 2])
+def test_unbiased_moving_variance_is_pytorchs_update(index, shared):
+    # PyTorch's BatchNorm2d in training: normalize with the biased batch
+    # variance, move running_var towards the unbiased one, n / (n - 1).
+    layer = built(shared=shared, unbiased_moving_variance=True)
+    assert layer.get_config()["unbiased_moving_variance"] is True
+    bn = layer.batch_norms[0 if shared else index]
+    channels = CHANNELS[index]
+    old_mean = np.array(bn.moving_mean, "float64")
+    old_variance = np.array(bn.moving_variance, "float64")
+    gamma = np.array(bn.gamma)[:channels]
+    beta = np.array(bn.beta)[:channels]
+    x = random_inputs(channels, seed=3)
+    with width_scope(index):
+        outputs = layer(x, training=True)
+    n = x.shape[0] * x.shape[1] * x.shape[2]  # 128 values per channel
+    x64 = x.astype("float64")
+    biased = x64.var(AXES)
+    close(
+        outputs,
+        numpy_batch_norm(x64, x64.mean(AXES), biased, gamma, beta),
+        tol=1e-4,
+    )
+    expected_mean = MOMENTUM * old_mean[:channels] + (1 - MOMENTUM) * x64.mean(
+        AXES
+    )
+    expected_variance = MOMENTUM * old_variance[:channels] + (
+        1 - MOMENTUM
+    ) * biased * n / (n - 1)
+    close(np.array(bn.moving_mean)[:channels], expected_mean)
+    close(np.array(bn.moving_variance)[:channels], expected_variance, tol=1e-5)
+    # The Keras convention would miss by (1 - m) * var / (n - 1): visible.
+    keras_variance = MOMENTUM * old_variance[:channels]
+    keras_variance = keras_variance + (1 - MOMENTUM) * biased
+    assert np.abs(expected_variance - keras_variance).max() > 1e-3
+    # Channels beyond the width's prefix (shared mode) are untouched.
+    np.testing.assert_array_equal(
+        np.array(bn.moving_variance)[channels:], old_variance[channels:]
+    )
+    # Inference is unaffected by the option: the moving statistics only.
+    with width_scope(index):
+        inference = layer(x, training=False)
+    close(
+        inference,
+        numpy_batch_norm(
+            x64,
+            np.array(bn.moving_mean)[:channels],
+            np.array(bn.moving_variance)[:channels],
+            gamma,
+            beta,
+        ),
+        tol=1e-4,
+    )
+
+
+def test_unbiased_moving_variance_refuses_a_mask():
+    layer = built(unbiased_moving_variance=True)
+    x = random_inputs(CHANNELS[0])
+    with width_scope(0), pytest.raises(ValueError, match="mask"):
+        layer(x, training=True, mask=np.ones(x.shape[:-1], bool))
+
+
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_inference_uses_the_widths_own_statistics(index):
     layer = built()
@@ -378,6 +441,9 @@ CONFIGURED = {
     ),
     "shared": lambda: ks.SwitchableBatchNormalization(
         CHANNELS, shared=True, momentum=0.8
+    ),
+    "unbiased": lambda: ks.SwitchableBatchNormalization(
+        CHANNELS, unbiased_moving_variance=True
     ),
     "custom": lambda: ks.SwitchableBatchNormalization(
         CHANNELS,
