@@ -11,17 +11,28 @@ class WidthMetrics(keras.metrics.Metric):
     `SlimmableModel.compile` installs one of these in place of Keras's
     compiled metrics, so `fit`, `evaluate` and the callbacks see, for every
     width, `w0.25_loss`, `w0.25_accuracy`, ... (and `val_...` in
-    validation), next to the summed `loss`. Keras builds it before tracing
-    (`update_state` builds every width's metrics from one prediction) and
-    resets it with the model's other metrics.
+    validation), next to the summed `loss`. Each width's loss is its data
+    loss; a regularized model's additional losses (weight decay,
+    `add_loss`), which count once per step, are `regularization_loss`.
+    Keras builds it before tracing (`update_state` builds every width's
+    metrics from one prediction) and resets it with the model's other
+    metrics.
 
     Args:
         widths: the model's width list.
         metrics, weighted_metrics: as given to `compile`.
         output_names: the model's output names, for multi-output models.
+        regularized: whether to report `regularization_loss`.
     """
 
-    def __init__(self, widths, metrics, weighted_metrics, output_names=None):
+    def __init__(
+        self,
+        widths,
+        metrics,
+        weighted_metrics,
+        output_names=None,
+        regularized=False,
+    ):
         super().__init__(name="width_metrics")
         # Imported here: a private Keras module, used for the same metric
         # resolution ("accuracy" -> the right accuracy) as `compile`.
@@ -32,6 +43,11 @@ class WidthMetrics(keras.metrics.Metric):
         self.loss_trackers = [
             keras.metrics.Mean(name=f"{name}_loss") for name in self.width_names
         ]
+        self.regularization_tracker = (
+            keras.metrics.Mean(name="regularization_loss")
+            if regularized
+            else None
+        )
         self.compiled = []
         if metrics or weighted_metrics:
             self.compiled = [
@@ -55,6 +71,8 @@ class WidthMetrics(keras.metrics.Metric):
     @property
     def metrics(self):
         result = list(self.loss_trackers)
+        if self.regularization_tracker is not None:
+            result.append(self.regularization_tracker)
         for compiled in self.compiled:
             result.extend(compiled.metrics)
         return result
@@ -85,9 +103,16 @@ class WidthMetrics(keras.metrics.Metric):
         if self.compiled:
             self.compiled[index].update_state(y_true, y_pred, sample_weight)
 
+    def update_regularization(self, loss, count):
+        """Records the step's additional losses (once per step)."""
+        if self.regularization_tracker is not None:
+            self.regularization_tracker.update_state(loss, sample_weight=count)
+
     def reset_state(self):
         for tracker in self.loss_trackers:
             tracker.reset_state()
+        if self.regularization_tracker is not None:
+            self.regularization_tracker.reset_state()
         for compiled in self.compiled:
             compiled.reset_state()
 
@@ -98,6 +123,10 @@ class WidthMetrics(keras.metrics.Metric):
             if self.compiled:
                 for key, value in self.compiled[index].result().items():
                     results[f"{name}_{key}"] = value
+        if self.regularization_tracker is not None:
+            results["regularization_loss"] = (
+                self.regularization_tracker.result()
+            )
         return results
 
 

@@ -209,6 +209,7 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             metrics,
             weighted_metrics,
             output_names=getattr(self, "output_names", None),
+            regularized=bool(self.losses),
         )
         # Bypass attribute tracking, as Keras does for its compiled metrics:
         # they are reported through `self.metrics`, not as a sub-metric.

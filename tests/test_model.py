@@ -361,6 +361,52 @@ def test_weight_regularization_counts_once_per_step():
     np.testing.assert_allclose(np.array(kernel), before - before, atol=1e-6)
 
 
+def test_logs_each_widths_data_loss_and_the_regularization_once():
+    # Issue 9: w1.0_loss used to include the weight decay, the other widths'
+    # losses not. Golden values: the data loss computed independently at
+    # each width, and 0.5 * l2 * sum(W^2) by hand.
+    keras.utils.set_random_seed(0)
+    l2 = 0.05
+    inputs = keras.Input((4,))
+    hidden = ks.SlimmableDense(
+        (2, 4), use_bias=False, kernel_regularizer=keras.regularizers.L2(l2)
+    )(inputs)
+    outputs = ks.SlimmableDense(3, use_bias=False)(hidden)
+    model = ks.SlimmableModel(inputs, outputs, widths=(0.5, 1.0))
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 4)).astype("float32")
+    y = rng.normal(size=(8, 3)).astype("float32")
+    kernel = np.array(model.layers[1].kernel, "float64")
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    logs = {k: v[-1] for k, v in history.history.items()}
+    regularization = l2 * np.sum(kernel**2)
+    assert logs["regularization_loss"] == pytest.approx(regularization)
+    data_losses = {}
+    for w in (0.5, 1.0):
+        prediction = np.array(model(x, width=w), "float64")
+        data_losses[w] = np.mean((prediction - y) ** 2)
+        assert logs[f"{ks.widths.width_name(w)}_loss"] == pytest.approx(
+            data_losses[w], rel=1e-5
+        )
+    # The optimized objective: every width's data loss plus the
+    # regularization, counted once.
+    assert logs["loss"] == pytest.approx(
+        sum(data_losses.values()) + regularization, rel=1e-5
+    )
+    evaluated = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert evaluated["regularization_loss"] == pytest.approx(regularization)
+    assert evaluated["w1.0_loss"] == pytest.approx(data_losses[1.0], rel=1e-5)
+
+
+def test_no_regularization_loss_without_regularizers():
+    model = build_model()
+    x, y = data(8)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    history = model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    assert "regularization_loss" not in history.history
+
+
 def test_fit_logs_summed_and_per_width_loss_and_metrics():
     model = build_model()
     x, y = data(16)

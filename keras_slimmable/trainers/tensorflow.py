@@ -2,6 +2,7 @@
 
 import functools
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -142,22 +143,48 @@ class TensorFlowSlimmableTrainer:
             )
 
     def _width_loss(self, x, y, y_pred, sample_weight, is_widest, training):
-        """The loss of one width.
+        """The loss of one width: `(objective, data_loss, regularization)`.
 
-        The widest width's loss is `compute_loss` (compiled loss plus the
-        model's additional losses: weight regularization, `add_loss`); the
-        other widths add only the compiled loss. So weight decay counts
-        once per step, as the reference applies it once per optimizer step.
+        Every width's objective is its compiled (data) loss; the widest
+        width's also holds the model's additional losses (weight
+        regularization, `add_loss`), as Keras's `compute_loss` sums them.
+        So weight decay counts once per step, as the reference applies it
+        once per optimizer step. The logs report every width's data loss
+        alike, and the additional losses once, as `regularization_loss`.
+        `regularization` is `None` where there is none (or where a
+        subclass's own `compute_loss` leaves it inseparable).
         """
-        if is_widest:
-            return self._compute_loss(
+        if not is_widest:
+            loss = self._compile_loss(y, y_pred, sample_weight)
+            return loss, loss, None
+        if type(self).compute_loss is not keras.Model.compute_loss:
+            loss = self._compute_loss(
                 x=x,
                 y=y,
                 y_pred=y_pred,
                 sample_weight=sample_weight,
                 training=training,
             )
-        return self._compile_loss(y, y_pred, sample_weight)
+            return loss, loss, None
+        data_loss = self._compile_loss(y, y_pred, sample_weight)
+        additional = [self._aggregate_additional_loss(a) for a in self.losses]
+        if not additional:
+            return data_loss, data_loss, None
+        # Summed as `compute_loss` sums them, to the last bit.
+        objective = keras.ops.sum([data_loss] + additional)
+        return objective, data_loss, keras.ops.sum(additional)
+
+    def _record_width(self, index, y, y_pred, sample_weight, losses, count):
+        """Logs one width's data loss and metrics (and the regularization)."""
+        _, data_loss, regularization = losses
+        replicas = _replicas_in_sync()
+        self._compile_metrics.update_width(
+            index, y, y_pred, sample_weight, data_loss * replicas, count
+        )
+        if regularization is not None:
+            self._compile_metrics.update_regularization(
+                regularization * replicas, count
+            )
 
     def train_step(self, data):
         """One step of Algorithm 1 of the paper.
@@ -181,7 +208,7 @@ class TensorFlowSlimmableTrainer:
                 inputs = tf.nest.map_structure(tf.identity, x)
             with tf.GradientTape() as tape:
                 y_pred = self(inputs, training=True, width=self.widths[index])
-                loss = self._width_loss(
+                losses = self._width_loss(
                     x,
                     y,
                     y_pred,
@@ -189,6 +216,7 @@ class TensorFlowSlimmableTrainer:
                     is_widest=index == len(self.widths) - 1,
                     training=True,
                 )
+                loss = losses[0]
                 scaled_loss = (
                     loss
                     if self.optimizer is None
@@ -200,13 +228,8 @@ class TensorFlowSlimmableTrainer:
                 for s, g in zip(summed, gradients)
             ]
             previous = [g for g in summed if g is not None]
-            self._compile_metrics.update_width(
-                index,
-                y,
-                y_pred,
-                sample_weight,
-                loss * _replicas_in_sync(),
-                batch_size,
+            self._record_width(
+                index, y, y_pred, sample_weight, losses, batch_size
             )
             total_loss = loss if total_loss is None else total_loss + loss
         self._loss_tracker.update_state(
@@ -225,7 +248,7 @@ class TensorFlowSlimmableTrainer:
         total_loss = None
         for index in reversed(range(len(self.widths))):
             y_pred = self(x, training=False, width=self.widths[index])
-            loss = self._width_loss(
+            losses = self._width_loss(
                 x,
                 y,
                 y_pred,
@@ -233,13 +256,9 @@ class TensorFlowSlimmableTrainer:
                 is_widest=index == len(self.widths) - 1,
                 training=False,
             )
-            self._compile_metrics.update_width(
-                index,
-                y,
-                y_pred,
-                sample_weight,
-                loss * _replicas_in_sync(),
-                batch_size,
+            loss = losses[0]
+            self._record_width(
+                index, y, y_pred, sample_weight, losses, batch_size
             )
             total_loss = loss if total_loss is None else total_loss + loss
         self._loss_tracker.update_state(
