@@ -145,6 +145,28 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         """
         self._width = self._widths[width_index(self._widths, width)]
 
+    def load_weights(self, filepath, skip_mismatch=False, **kwargs):
+        """Loads weights, as `keras.Model.load_weights`, or changes nothing.
+
+        Keras assigns a file's weights layer by layer and can fail part way
+        (a file of another architecture or of other widths, a truncated
+        file), leaving some layers loaded and others not. Here every
+        variable of the model and its optimizer is restored when loading
+        fails, and the error is raised: the model is exactly as it was.
+        """
+        variables = list(self.variables)
+        if getattr(self, "optimizer", None) is not None:
+            variables += list(self.optimizer.variables)
+        saved = [keras.ops.convert_to_numpy(v) for v in variables]
+        try:
+            return super().load_weights(
+                filepath, skip_mismatch=skip_mismatch, **kwargs
+            )
+        except BaseException:
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
+            raise
+
     def materialize(self, width=None):
         """A plain Keras model of one width, holding only its weights.
 

@@ -407,6 +407,56 @@ def test_no_regularization_loss_without_regularizers():
     assert "regularization_loss" not in history.history
 
 
+def _all_values(model):
+    variables = list(model.variables) + list(model.optimizer.variables)
+    return [np.array(v) for v in variables]
+
+
+def _assert_unchanged(model, before):
+    after = _all_values(model)
+    assert len(after) == len(before)
+    for old, new in zip(before, after):
+        np.testing.assert_array_equal(new, old)
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_a_failed_load_weights_leaves_the_model_as_it_was(tmp_path, suffix):
+    # Issue 10: a four-width file loaded into a two-width model overwrote
+    # the conv kernels (same shapes) before failing on the batch norms.
+    source = build_model(seed=1)
+    source.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
+    x, y = data(8)
+    source.fit(x, y, epochs=1, verbose=0)
+    path = str(tmp_path / f"four_widths{suffix}")
+    if suffix == ".keras":
+        source.save(path)
+    else:
+        source.save_weights(path)
+
+    target = build_model(widths=(0.5, 1.0), seed=2)
+    target.compile("adam", keras.losses.SparseCategoricalCrossentropy(True))
+    target.fit(x, y, epochs=1, verbose=0)  # the optimizer has state too
+    before = _all_values(target)
+    outputs = np.array(target(x, width=0.5))
+    with pytest.raises(ValueError):
+        target.load_weights(path)
+    _assert_unchanged(target, before)
+    np.testing.assert_array_equal(np.array(target(x, width=0.5)), outputs)
+
+
+def test_a_truncated_weights_file_changes_nothing(tmp_path):
+    model = build_model()
+    path = tmp_path / "model.weights.h5"
+    build_model(seed=3).save_weights(str(path))
+    content = path.read_bytes()
+    path.write_bytes(content[: len(content) // 2])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    before = _all_values(model)
+    with pytest.raises(Exception):  # h5py's OSError or Keras's ValueError
+        model.load_weights(str(path))
+    _assert_unchanged(model, before)
+
+
 def test_fit_logs_summed_and_per_width_loss_and_metrics():
     model = build_model()
     x, y = data(16)
