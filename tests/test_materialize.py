@@ -1,8 +1,5 @@
 """Tests for `materialize`: one width of a slimmable model as plain Keras."""
 
-import json
-import pathlib
-
 import keras
 import numpy as np
 import pytest
@@ -13,15 +10,17 @@ from keras_slimmable import SlimmableDepthwiseConv2D
 from keras_slimmable import SlimmableGroupedConv2D
 from keras_slimmable import SlimmableModel
 from keras_slimmable import SwitchableBatchNormalization
+from keras_slimmable.layers import ChannelShuffle
 from keras_slimmable.materialize import materialize
 
-COUNTS_PATH = pathlib.Path("/work/shared/reference/counts.json")
 TOLERANCE = 1e-5
-
-try:
-    from keras_slimmable.layers.shuffle import ChannelShuffle
-except ImportError:  # Being added to the package alongside this test.
-    ChannelShuffle = None
+# The zoo models counts.json has figures for.
+REFERENCE_MODELS = (
+    "s_mobilenet_v1",
+    "s_mobilenet_v2",
+    "s_resnet50",
+    "s_shufflenet",
+)
 
 
 def every_layer_model(with_shuffle=True):
@@ -36,7 +35,7 @@ def every_layer_model(with_shuffle=True):
         (6, 12), 1, groups=3, split_inputs=False, name="whole"
     )(x)
     x = SwitchableBatchNormalization((6, 12), shared=True, name="shared_bn")(x)
-    if with_shuffle and ChannelShuffle is not None:
+    if with_shuffle:
         x = ChannelShuffle(3, name="shuffle")(x)
     y = SlimmableGroupedConv2D(
         (6, 12), 1, groups=3, activation="relu", name="split"
@@ -155,8 +154,7 @@ def test_plain_keras_layers_only():
         assert tuple(group.kernel.shape) == (1, 1, 2, 2)
     assert isinstance(by_name["split_concat"], keras.layers.Concatenate)
     assert isinstance(by_name["split_activation"], keras.layers.Activation)
-    if ChannelShuffle is not None:
-        assert isinstance(by_name["shuffle_transpose"], keras.layers.Permute)
+    assert isinstance(by_name["shuffle_transpose"], keras.layers.Permute)
     assert isinstance(by_name["dw"], keras.layers.DepthwiseConv2D)
     assert isinstance(by_name["fc1"], keras.layers.Dense)
     # A layer called twice stays one layer with one set of weights.
@@ -202,35 +200,11 @@ def test_weights_are_copies():
     )
 
 
-def _zoo_models_in_counts():
-    names = sorted(
-        name
-        for name in json.loads(COUNTS_PATH.read_text())
-        if not name.startswith("_")
-    )
-    try:
-        from keras_slimmable import zoo
-
-        registered = set(zoo.list_models())
-    except ImportError:
-        registered = set()
-    return [
-        pytest.param(
-            name,
-            marks=pytest.mark.skipif(
-                name not in registered,
-                reason=f"zoo builder {name!r} is not registered yet",
-            ),
-        )
-        for name in names
-    ]
-
-
-@pytest.mark.parametrize("name", _zoo_models_in_counts())
-def test_zoo_model_every_width(name):
+@pytest.mark.parametrize("name", REFERENCE_MODELS)
+def test_zoo_model_every_width(name, reference_counts):
     from keras_slimmable import zoo
 
-    counts = json.loads(COUNTS_PATH.read_text())[name]
+    counts = reference_counts[name]
     model = zoo.create_model(name, input_shape=(64, 64, 3))
     randomize(model)
     images = np.random.default_rng(2).normal(size=(2, 64, 64, 3))
