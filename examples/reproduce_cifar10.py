@@ -535,7 +535,7 @@ def write_plot(path, results, macs):
         )
     for w, value in zip(WIDTHS, x):
         axes.annotate(
-            f"{width_name(w)}x",
+            f"{w}x",
             (value, 100 * results["slimmable"][w]),
             textcoords="offset points",
             xytext=(0, 6),
