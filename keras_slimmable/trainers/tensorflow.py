@@ -1,14 +1,17 @@
-"""Slimmable training and per-width compiled functions on TensorFlow."""
+"""Slimmable training and per-width compiled functions on TensorFlow.
+
+The TensorFlow-specific half of `SlimmableModel`: Algorithm 1 with one
+gradient tape per width, `tf.distribute` loss scaling, and eager inference
+through one `tf.function` per width (reading the weight-slice cache of
+`weight_cache.py`). What the backends share is in `base.py`.
+"""
 
 import functools
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-
-def _replicas_in_sync():
-    return tf.distribute.get_strategy().num_replicas_in_sync
+from keras_slimmable.trainers.base import SlimmableTrainerBase
 
 
 def _batch_size(x):
@@ -33,8 +36,11 @@ class _WidthFunction:
         return self._forward(inputs, self._index, training=False)
 
 
-class TensorFlowSlimmableTrainer:
+class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
     """Mixed into `SlimmableModel` ahead of Keras's TensorFlow trainer."""
+
+    def _replicas_in_sync(self):
+        return tf.distribute.get_strategy().num_replicas_in_sync
 
     # Inference ----------------------------------------------------------
 
@@ -115,76 +121,7 @@ class TensorFlowSlimmableTrainer:
         self._functions.weights.release()
         return super().make_train_function(force=force)
 
-    def make_predict_function(self, force=False):
-        """Keeps one predict function per width: `predict` after
-        `set_width` never returns a stale width and never retraces."""
-        cache = self._functions
-        key = self.width
-        with cache.lock:
-            function = cache.predict.get(key)
-            if function is None or force:
-                super().make_predict_function(force=True)
-                function = self.predict_function
-                cache.predict[key] = function
-        self.predict_function = function
-        return function
-
-    def predict_step(self, data):
-        # The width is read while tracing: one trace per width's function.
-        return super().predict_step(data)
-
     # Training -----------------------------------------------------------
-
-    def _check_compiled_loss(self):
-        if self._compile_loss is None:
-            raise ValueError(
-                "A SlimmableModel trains and evaluates every width on the "
-                "loss given to `compile()`. Received: loss=None"
-            )
-
-    def _width_loss(self, x, y, y_pred, sample_weight, is_widest, training):
-        """The loss of one width: `(objective, data_loss, regularization)`.
-
-        Every width's objective is its compiled (data) loss; the widest
-        width's also holds the model's additional losses (weight
-        regularization, `add_loss`), as Keras's `compute_loss` sums them.
-        So weight decay counts once per step, as the reference applies it
-        once per optimizer step. The logs report every width's data loss
-        alike, and the additional losses once, as `regularization_loss`.
-        `regularization` is `None` where there is none (or where a
-        subclass's own `compute_loss` leaves it inseparable).
-        """
-        if not is_widest:
-            loss = self._compile_loss(y, y_pred, sample_weight)
-            return loss, loss, None
-        if type(self).compute_loss is not keras.Model.compute_loss:
-            loss = self._compute_loss(
-                x=x,
-                y=y,
-                y_pred=y_pred,
-                sample_weight=sample_weight,
-                training=training,
-            )
-            return loss, loss, None
-        data_loss = self._compile_loss(y, y_pred, sample_weight)
-        additional = [self._aggregate_additional_loss(a) for a in self.losses]
-        if not additional:
-            return data_loss, data_loss, None
-        # Summed as `compute_loss` sums them, to the last bit.
-        objective = keras.ops.sum([data_loss] + additional)
-        return objective, data_loss, keras.ops.sum(additional)
-
-    def _record_width(self, index, y, y_pred, sample_weight, losses, count):
-        """Logs one width's data loss and metrics (and the regularization)."""
-        _, data_loss, regularization = losses
-        replicas = _replicas_in_sync()
-        self._compile_metrics.update_width(
-            index, y, y_pred, sample_weight, data_loss * replicas, count
-        )
-        if regularization is not None:
-            self._compile_metrics.update_regularization(
-                regularization * replicas, count
-            )
 
     def train_step(self, data):
         """One step of Algorithm 1 of the paper.
@@ -232,38 +169,10 @@ class TensorFlowSlimmableTrainer:
                 index, y, y_pred, sample_weight, losses, batch_size
             )
             total_loss = loss if total_loss is None else total_loss + loss
-        self._loss_tracker.update_state(
-            total_loss * _replicas_in_sync(), sample_weight=batch_size
-        )
+        self._record_total(total_loss, batch_size)
         pairs = [(g, v) for g, v in zip(summed, variables) if g is not None]
         if pairs:
             self.optimizer.apply_gradients(pairs)
-        return self.get_metrics_result()
-
-    def test_step(self, data):
-        """Evaluates every width on the batch."""
-        self._check_compiled_loss()
-        x, y, sample_weight = _unpack(data)
-        batch_size = _batch_size(x)
-        total_loss = None
-        for index in reversed(range(len(self.widths))):
-            y_pred = self(x, training=False, width=self.widths[index])
-            losses = self._width_loss(
-                x,
-                y,
-                y_pred,
-                sample_weight,
-                is_widest=index == len(self.widths) - 1,
-                training=False,
-            )
-            loss = losses[0]
-            self._record_width(
-                index, y, y_pred, sample_weight, losses, batch_size
-            )
-            total_loss = loss if total_loss is None else total_loss + loss
-        self._loss_tracker.update_state(
-            total_loss * _replicas_in_sync(), sample_weight=batch_size
-        )
         return self.get_metrics_result()
 
 

@@ -1,0 +1,188 @@
+"""Slimmable training on JAX: Algorithm 1 with stateless calls.
+
+Keras's JAX trainer keeps the model's state outside its variables during
+`fit` and threads it through a jitted, stateless `train_step(state, data)`.
+Here that step runs every width from the widest to the narrowest: a
+`jax.value_and_grad` of a stateless forward at that width, its loss and its
+batch-norm updates (which the next width's forward starts from), the
+gradients summed, then one `optimizer.stateless_apply`.
+"""
+
+import jax
+import keras
+from keras.src import backend as keras_backend
+
+from keras_slimmable.trainers.base import SlimmableTrainerBase
+from keras_slimmable.trainers.base import _batch_size
+
+
+class JaxSlimmableTrainer(SlimmableTrainerBase):
+    """Mixed into `SlimmableModel` ahead of Keras's JAX trainer."""
+
+    # Keras's JAX `fit`, `evaluate` and `predict` take the values out of
+    # the model's variables while they run and put them back at the end;
+    # an error in between (a broken loss, a bad batch) left every variable
+    # empty and the model unusable. JAX arrays are immutable, so keeping
+    # references to the values before is free, and restores them exactly.
+
+    def _keeping_state(self, method, *args, **kwargs):
+        variables = list(self.variables)
+        if getattr(self, "optimizer", None) is not None:
+            variables += list(self.optimizer.variables)
+        values = [variable.value for variable in variables]
+        try:
+            return method(*args, **kwargs)
+        except BaseException:
+            for variable, value in zip(variables, values):
+                variable.assign(value)
+            raise
+
+    def fit(self, *args, **kwargs):
+        return self._keeping_state(super().fit, *args, **kwargs)
+
+    def evaluate(self, *args, **kwargs):
+        return self._keeping_state(super().evaluate, *args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        return self._keeping_state(super().predict, *args, **kwargs)
+
+    def _stateless_width_loss(
+        self,
+        trainable_variables,
+        non_trainable_variables,
+        optimizer_variables,
+        x,
+        y,
+        sample_weight,
+        index,
+    ):
+        """Width `index`'s scaled loss, and what the step needs from it."""
+        y_pred, non_trainable_variables, forward_losses = self.stateless_call(
+            trainable_variables,
+            non_trainable_variables,
+            x,
+            return_losses=True,
+            training=True,
+            width=self.widths[index],
+        )
+        # The regularization losses read the variables: map them to the
+        # values being differentiated. `add_loss` losses of the forward
+        # pass come through `_losses_override`, as in Keras's trainer.
+        mapping = list(zip(self.trainable_variables, trainable_variables))
+        mapping += list(
+            zip(self.non_trainable_variables, non_trainable_variables)
+        )
+        with keras_backend.StatelessScope(state_mapping=mapping):
+            if forward_losses:
+                self._losses_override = forward_losses
+            try:
+                losses = self._width_loss(
+                    x,
+                    y,
+                    y_pred,
+                    sample_weight,
+                    is_widest=index == len(self.widths) - 1,
+                    training=True,
+                )
+            finally:
+                self._losses_override = []
+        scaled = losses[0]
+        if self.optimizer is not None:
+            optimizer_mapping = list(
+                zip(self.optimizer.variables, optimizer_variables)
+            )
+            with keras_backend.StatelessScope(state_mapping=optimizer_mapping):
+                scaled = self.optimizer.scale_loss(scaled)
+        return scaled, (losses, y_pred, non_trainable_variables)
+
+    def _stateless_record(self, metrics_variables, record):
+        """Runs `record()` (metric updates) on `metrics_variables`' values."""
+        mapping = list(zip(self.metrics_variables, metrics_variables))
+        with keras_backend.StatelessScope(state_mapping=mapping) as scope:
+            logs = record()
+        updated = []
+        for variable in self.metrics_variables:
+            value = scope.get_current_value(variable)
+            updated.append(variable.value if value is None else value)
+        return logs, updated
+
+    def train_step(self, state, data):
+        """One step of Algorithm 1 of the paper, stateless (see module)."""
+        self._check_compiled_loss()
+        (
+            trainable_variables,
+            non_trainable_variables,
+            optimizer_variables,
+            metrics_variables,
+        ) = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        gradient_fn = jax.value_and_grad(
+            self._stateless_width_loss, has_aux=True
+        )
+        summed = None
+        per_width = []
+        for index in reversed(range(len(self.widths))):
+            (_, (losses, y_pred, non_trainable_variables)), gradients = (
+                gradient_fn(
+                    trainable_variables,
+                    non_trainable_variables,
+                    optimizer_variables,
+                    x,
+                    y,
+                    sample_weight,
+                    index,
+                )
+            )
+            summed = (
+                gradients
+                if summed is None
+                else jax.tree_util.tree_map(jax.numpy.add, summed, gradients)
+            )
+            per_width.append((index, losses, y_pred))
+        trainable_variables, optimizer_variables = (
+            self.optimizer.stateless_apply(
+                optimizer_variables, summed, trainable_variables
+            )
+        )
+        logs, metrics_variables = self._stateless_record(
+            metrics_variables,
+            lambda: self._record_step(x, y, sample_weight, per_width),
+        )
+        state = (
+            trainable_variables,
+            non_trainable_variables,
+            optimizer_variables,
+            metrics_variables,
+        )
+        return logs, state
+
+    def _record_step(self, x, y, sample_weight, per_width):
+        count = _batch_size(x)
+        total_loss = None
+        for index, losses, y_pred in per_width:
+            self._record_width(index, y, y_pred, sample_weight, losses, count)
+            loss = losses[0]
+            total_loss = loss if total_loss is None else total_loss + loss
+        self._record_total(total_loss, count)
+        return self.get_metrics_result()
+
+    def test_step(self, state, data):
+        """Evaluates every width on the batch, stateless."""
+        trainable_variables, non_trainable_variables, metrics_variables = state
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        mapping = list(zip(self.trainable_variables, trainable_variables))
+        mapping += list(
+            zip(self.non_trainable_variables, non_trainable_variables)
+        )
+        mapping += list(zip(self.metrics_variables, metrics_variables))
+        with keras_backend.StatelessScope(state_mapping=mapping) as scope:
+            logs = self._evaluate_widths(x, y, sample_weight)
+        updated = []
+        for variable in self.metrics_variables:
+            value = scope.get_current_value(variable)
+            updated.append(variable.value if value is None else value)
+        return logs, (
+            trainable_variables,
+            non_trainable_variables,
+            updated,
+        )

@@ -1,0 +1,63 @@
+"""Slimmable training on PyTorch: Algorithm 1 as the reference runs it.
+
+For each width from the widest to the narrowest, a forward pass and
+`loss.backward()`, which adds the width's gradients into every weight's
+`.grad` and frees that width's activations; then one optimizer step on the
+summed gradients (exactly the reference implementation's loop).
+"""
+
+import keras
+import torch
+
+from keras_slimmable.trainers.base import SlimmableTrainerBase
+from keras_slimmable.trainers.base import _batch_size
+
+
+class TorchSlimmableTrainer(SlimmableTrainerBase):
+    """Mixed into `SlimmableModel` ahead of Keras's PyTorch trainer."""
+
+    def train_step(self, data):
+        """One step of Algorithm 1 of the paper (see module)."""
+        self._check_compiled_loss()
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        count = _batch_size(x)
+        self.zero_grad()
+        total_loss = None
+        for index in reversed(range(len(self.widths))):
+            y_pred = self(x, training=True, width=self.widths[index])
+            losses = self._width_loss(
+                x,
+                y,
+                y_pred,
+                sample_weight,
+                is_widest=index == len(self.widths) - 1,
+                training=True,
+            )
+            loss = losses[0]
+            scaled = (
+                loss
+                if self.optimizer is None
+                else (self.optimizer.scale_loss(loss))
+            )
+            if self.trainable_weights:
+                scaled.backward()
+            self._record_width(
+                index,
+                y,
+                y_pred.detach(),
+                sample_weight,
+                tuple(None if t is None else t.detach() for t in losses),
+                count,
+            )
+            loss = loss.detach()
+            total_loss = loss if total_loss is None else total_loss + loss
+        self._record_total(total_loss, count)
+        variables = [
+            v for v in self.trainable_weights if v.value.grad is not None
+        ]
+        if variables:
+            with torch.no_grad():
+                self.optimizer.apply(
+                    [v.value.grad for v in variables], variables
+                )
+        return self.get_metrics_result()
