@@ -334,3 +334,35 @@ def test_a_bomb_of_the_wrong_shape_is_refused_before_reading(
     assert peak < 8 * MiB, peak
     for a, b in zip(before, tiny_model.weights):
         np.testing.assert_array_equal(a, np.array(b))
+
+
+def test_an_int64_weight_in_a_file_is_refused_before_reading(
+    tmp_path, tiny_model, tiny_key_map, monkeypatch
+):
+    from keras_slimmable.convert import torch_checkpoint
+    from keras_slimmable.convert.reference import CheckpointMismatchError
+    from keras_slimmable.convert.reference import load_reference_checkpoint
+
+    reads = []
+    original = torch_checkpoint._ZipReader.read_storage
+
+    def counting(self, storage):
+        reads.append(storage.key)
+        return original(self, storage)
+
+    monkeypatch.setattr(torch_checkpoint._ZipReader, "read_storage", counting)
+    weight = np.arange(12, dtype=np.int64).tobytes()
+    bias = np.zeros(3, np.float32).tobytes()
+    tensors = [
+        ("fc.weight", ("0", 12, 0, (3, 4), (4, 1), "LongStorage")),
+        ("fc.bias", ("1", 3, 0, (3,), (1,))),
+    ]
+    path = tmp_path / "int64.pt"
+    path.write_bytes(checkpoint(tensors, {"0": weight, "1": bias}))
+    before = [np.array(v) for v in tiny_model.weights]
+
+    with pytest.raises(CheckpointMismatchError, match="fc.weight: int64"):
+        load_reference_checkpoint(tiny_model, path, architecture="tiny")
+    assert reads == []
+    for a, b in zip(before, tiny_model.weights):
+        np.testing.assert_array_equal(a, np.array(b))
