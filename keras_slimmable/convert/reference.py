@@ -300,12 +300,12 @@ def _mismatch_error(name, model, architecture, expected, differences):
         f"(architecture '{architecture}', widths "
         f"{getattr(model, 'widths', None)}). Nothing was loaded."
     ]
-    matched = len(expected) - len(missing)
-    if matched < len(expected) / 2:
+    fitting = len(expected) - len(missing) - len(mismatched)
+    if fitting < len(expected) / 2:
         header.append(
-            f"Only {matched} of the model's {len(expected)} weight keys are "
-            "in the checkpoint: is it a checkpoint of another architecture, "
-            "or of other widths?"
+            f"Only {fitting} of the model's {len(expected)} weight tensors "
+            "are in the checkpoint with their shape: is it a checkpoint of "
+            "another architecture, or of other widths?"
         )
     kinds = [
         (
