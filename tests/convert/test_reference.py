@@ -411,6 +411,8 @@ def test_a_layer_made_of_several_reference_modules(monkeypatch):
 def test_convert_cli_then_imagenet_weights(tmp_path, monkeypatch):
     keras_home = tmp_path / "keras_home"
     environment = dict(os.environ, KERAS_HOME=str(keras_home))
+    # TensorFlow's own start-up messages are hidden without the user's help.
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
     checkpoint = OFFICIAL / "s_mobilenet_v1.pt"
     result = subprocess.run(
         [
@@ -427,6 +429,8 @@ def test_convert_cli_then_imagenet_weights(tmp_path, monkeypatch):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "Traceback"):
+        assert noise not in result.stderr, result.stderr[-3000:]
     folder = keras_home / "models" / "keras_slimmable"
     weights_path = folder / "s_mobilenet_v1_imagenet.weights.h5"
     assert weights_path.is_file()
@@ -498,3 +502,112 @@ def test_convert_output_argument(tmp_path):
         np.array(model.get_layer("predictions").kernel),
         state["classifier.0.weight"].T,
     )
+
+
+def _run_cli(*arguments, timeout=300):
+    environment = dict(os.environ)
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run(
+        [sys.executable, *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_help_does_not_import_tensorflow():
+    result = _run_cli(
+        "-X", "importtime", "-m", "keras_slimmable.convert", "--help"
+    )
+    assert "--model" in result.stdout and "--output" in result.stdout
+    imported = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "keras_slimmable.convert" in imported
+    heavy = [
+        name
+        for name in imported
+        if name.split(".")[0] in ("tensorflow", "keras", "numpy")
+    ]
+    assert heavy == []
+
+
+def test_the_package_imports_its_names_on_first_use():
+    code = """
+import sys
+sys.argv = ["-m"]  # as while `python -m` locates its module
+import keras_slimmable.convert as convert
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules
+assert "load_reference_checkpoint" in dir(convert)
+sys.argv = ["x"]
+from keras_slimmable.convert import CheckpointFormatError
+from keras_slimmable.convert import load_reference_checkpoint
+from keras_slimmable.convert import reference
+assert load_reference_checkpoint is reference.load_reference_checkpoint
+assert issubclass(CheckpointFormatError, ValueError)
+try:
+    convert.no_such_name
+except AttributeError as error:
+    assert "no_such_name" in str(error)
+else:
+    raise AssertionError("no AttributeError")
+print("ok")
+"""
+    result = _run_cli("-c", code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_cli_unknown_model_is_one_message():
+    result = _run_cli(
+        "-m", "keras_slimmable.convert", "--model", "lenet", __file__
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "cuInit" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(
+        "python -m keras_slimmable.convert: error: Unknown zoo model 'lenet'"
+    )
+    assert "s_mobilenet_v1" in lines[0]
+    assert len(lines) == 2, result.stderr
+
+
+@needs_fixtures
+@pytest.mark.slow
+def test_cli_checkpoint_of_another_architecture(tmp_path):
+    arguments = [
+        "-m",
+        "keras_slimmable.convert",
+        "--model",
+        "s_mobilenet_v1",
+        "--output",
+        str(tmp_path),
+        str(OFFICIAL / "s_mobilenet_v2.pt"),
+    ]
+    result = _run_cli(*arguments)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(
+        "python -m keras_slimmable.convert: error: The checkpoint"
+    )
+    assert "another architecture" in result.stderr
+    assert "Shape mismatches (430):" in result.stderr
+    assert "  ... and 425 more" in result.stderr
+    assert "(--verbose lists every key)" in result.stderr
+    assert len(lines) <= 20, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    verbose = _run_cli(*arguments, "--verbose")
+    assert verbose.returncode != 0
+    assert "features.0.1.bn.0.bias: expected (8), found (16)" in verbose.stderr
+    listed = [
+        line
+        for line in verbose.stderr.splitlines()
+        if line.startswith("  ") and (": expected" in line or ": found" in line)
+    ]
+    assert len(listed) >= 413 + 430
