@@ -421,6 +421,7 @@ class _Reader:
         self.storages = {}  # key -> _StorageRef of the whole storage
         self.arrays = {}  # key -> loaded 1-D array of the storage's dtype
         self.copied = 0  # bytes of tensor copies made so far
+        self.stored = None  # bytes of all storages, once parsed
 
     def error(self, what):
         return CheckpointFormatError(f"checkpoint '{self.name}' {what}")
@@ -450,15 +451,14 @@ class _Reader:
         before reading any storage (format-specific)."""
         raise NotImplementedError
 
-    def stored_bytes(self):
-        return sum(
-            s.numel * s.type.dtype.itemsize for s in self.storages.values()
-        )
-
     def count_copy(self, ref, count):
         """Counts a copy of `count` elements, refusing past the budget."""
         self.copied += count * ref.dtype.itemsize
-        stored = self.stored_bytes()
+        if self.stored is None:  # every storage is known once parsed
+            self.stored = sum(
+                s.numel * s.type.dtype.itemsize for s in self.storages.values()
+            )
+        stored = self.stored
         if self.copied > stored + _COPY_ALLOWANCE:
             raise self.error(
                 f"makes more than {self.copied} bytes of copies of tensor "

@@ -535,6 +535,7 @@ def test_cli_help_does_not_import_tensorflow():
     assert heavy == []
 
 
+@pytest.mark.slow
 def test_the_package_imports_its_names_on_first_use():
     code = """
 import sys
@@ -561,6 +562,7 @@ print("ok")
     assert result.stdout.strip() == "ok"
 
 
+@pytest.mark.slow
 def test_cli_unknown_model_is_one_message():
     result = _run_cli(
         "-m", "keras_slimmable.convert", "--model", "lenet", __file__
