@@ -5,8 +5,9 @@ more: a stride-0 tensor of 16384 x 16384 elements over one stored float, a
 deflate bomb that expands to 512 MiB, thousands of transposed views of one
 storage. The reader runs in a subprocess whose address space is capped a
 few hundred MiB above its start (so a regression fails with a MemoryError
-instead of exhausting the machine); the test asserts a clear error and a
-small peak resident memory. The files are written here byte by byte
+instead of exhausting the machine); the test asserts a clear error, a
+small growth of the peak resident memory and a small peak of the memory
+traced by tracemalloc. The files are written here byte by byte
 (pickle opcodes and zip records): no torch is needed.
 """
 
@@ -143,7 +144,7 @@ def checkpoint(tensors, storages, deflated=()):
 
 _READER = textwrap.dedent(
     """
-    import importlib.util, json, resource, sys
+    import importlib.util, json, resource, sys, tracemalloc
 
     spec = importlib.util.spec_from_file_location("reader", sys.argv[1])
     reader = importlib.util.module_from_spec(spec)
@@ -158,11 +159,14 @@ _READER = textwrap.dedent(
     limit = virtual_size() + int(sys.argv[3])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()  # NumPy reports its array memory to tracemalloc
     try:
         reader.read_torch_checkpoint(sys.argv[2])
         result = {"error": None, "message": ""}
     except BaseException as error:
         result = {"error": type(error).__name__, "message": str(error)}
+    result["traced_peak"] = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     result["rss_growth"] = (after - before) * 1024
     print(json.dumps(result))
@@ -203,6 +207,7 @@ def assert_refused_cheaply(result, *phrases):
     for phrase in phrases:
         assert phrase in result["message"], result
     assert result["rss_growth"] < 32 * MiB, result
+    assert result["traced_peak"] < 32 * MiB, result
 
 
 def test_a_stride_zero_tensor_larger_than_its_storage(tmp_path):
