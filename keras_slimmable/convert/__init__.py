@@ -4,22 +4,37 @@
 zoo model; `python -m keras_slimmable.convert --model NAME CHECKPOINT`
 converts one into this package's weights cache. Checkpoints are read
 without torch and without executing any pickled code.
+
+The names below are imported on first use (PEP 562), so that the command
+line's `--help` answers without importing Keras or TensorFlow.
 """
 
-from keras_slimmable.convert.reference import CheckpointMismatchError
-from keras_slimmable.convert.reference import load_reference_checkpoint
-from keras_slimmable.convert.torch_checkpoint import CheckpointError
-from keras_slimmable.convert.torch_checkpoint import CheckpointFormatError
-from keras_slimmable.convert.torch_checkpoint import UnsafeCheckpointError
-from keras_slimmable.convert.torch_checkpoint import load_state_dict
-from keras_slimmable.convert.torch_checkpoint import read_torch_checkpoint
+import importlib
 
-__all__ = [
-    "CheckpointError",
-    "CheckpointFormatError",
-    "CheckpointMismatchError",
-    "UnsafeCheckpointError",
-    "load_reference_checkpoint",
-    "load_state_dict",
-    "read_torch_checkpoint",
-]
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "CheckpointError": "keras_slimmable.convert.torch_checkpoint",
+    "CheckpointFormatError": "keras_slimmable.convert.torch_checkpoint",
+    "CheckpointMismatchError": "keras_slimmable.convert.reference",
+    "UnsafeCheckpointError": "keras_slimmable.convert.torch_checkpoint",
+    "load_reference_checkpoint": "keras_slimmable.convert.reference",
+    "load_state_dict": "keras_slimmable.convert.torch_checkpoint",
+    "read_torch_checkpoint": "keras_slimmable.convert.torch_checkpoint",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    module_name = _EXPORTS.get(name)
+    if module_name is None:
+        raise AttributeError(
+            f"module 'keras_slimmable.convert' has no attribute {name!r}"
+        )
+    value = getattr(importlib.import_module(module_name), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

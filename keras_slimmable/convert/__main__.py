@@ -11,13 +11,23 @@ writes `<model>_imagenet.weights.h5` plus its `.sha256` into the Keras cache
 writes elsewhere (a `.weights.h5` path or a folder). Both files are written
 to a temporary name and renamed, so a crash never leaves a half file.
 It prints the weights' path and sha256.
+
+`--help` answers without importing TensorFlow. An error (an unknown model,
+a checkpoint of another architecture) prints one message and exits with
+status 2; for a checkpoint that does not fit, the message counts the
+differences and shows a few keys, and `--verbose` lists every key.
 """
 
 import os
+import sys
 import tempfile
 
 from absl import app
 from absl import flags
+
+from keras_slimmable import _cli
+
+_PROGRAM = "python -m keras_slimmable.convert"
 
 _MODEL = flags.DEFINE_string(
     "model", None, "The zoo model to build, e.g. s_mobilenet_v1."
@@ -91,14 +101,30 @@ def convert(model_name, checkpoint, output=None):
 def main(argv):
     if len(argv) != 2:
         raise app.UsageError(
-            "Pass exactly one checkpoint path: python -m "
-            "keras_slimmable.convert --model NAME CHECKPOINT"
+            f"Pass exactly one checkpoint path: {_PROGRAM} --model NAME "
+            "CHECKPOINT"
         )
-    path, digest = convert(_MODEL.value, argv[1], _OUTPUT.value)
+    checkpoint = argv[1]
+    if not os.path.isfile(checkpoint):
+        raise _cli.CommandLineError(
+            f"The checkpoint is not a file. Received: {checkpoint}"
+        )
+    from keras_slimmable.convert.reference import CheckpointMismatchError
+
+    try:
+        path, digest = convert(_MODEL.value, checkpoint, _OUTPUT.value)
+    except CheckpointMismatchError as error:
+        if flags.FLAGS.verbose:
+            print(error.details, file=sys.stderr)
+            raise
+        message = error.summary
+        if error.details != error.summary:
+            message += "\n(--verbose lists every key)"
+        raise _cli.CommandLineError(message) from None
     print(path)
     print(f"sha256 {digest}")
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, _PROGRAM)

@@ -48,16 +48,38 @@ _BATCH_NORM_TENSORS = (
 )
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit the model: keys missing, unexpected or of
-    the wrong shape (all of them are listed, and kept as attributes
-    `missing`, `unexpected` and `mismatched`)."""
+# The checkpoint dtypes that may go into weights; anything else (int64,
+# bool, uint8, complex, float8) is refused rather than cast.
+_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+# Keys of each kind an error message shows; the error keeps them all.
+_EXAMPLES = 5
 
-    def __init__(self, message, missing=(), unexpected=(), mismatched=()):
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model: keys missing, unexpected, of the
+    wrong shape or of a dtype that cannot go into a weight.
+
+    Its message counts each kind and shows a few keys of each; all of them
+    are kept as attributes (`missing`, `unexpected`, `mismatched` and
+    `wrong_dtype`, sorted lists of keys), and `details` lists them all with
+    their shapes and dtypes.
+    """
+
+    def __init__(
+        self,
+        message,
+        missing=(),
+        unexpected=(),
+        mismatched=(),
+        wrong_dtype=(),
+        details=None,
+    ):
         super().__init__(message)
         self.missing = list(missing)
         self.unexpected = list(unexpected)
         self.mismatched = list(mismatched)
+        self.wrong_dtype = list(wrong_dtype)
+        self.details = message if details is None else details
 
 
 class _Slot:
@@ -67,11 +89,12 @@ class _Slot:
     by `transform`, are concatenated on `axis` (of the Keras layout).
     """
 
-    def __init__(self, variable, keys, transform, axis):
+    def __init__(self, variable, keys, transform, axis, variance=False):
         self.variable = variable
         self.keys = keys
         self.transform = transform
         self.axis = axis
+        self.variance = variance  # a batch norm's running variance
 
     def expected_shapes(self):
         """The checkpoint shape each key must have (PyTorch layout)."""
@@ -87,12 +110,24 @@ class _Slot:
         torch_shape = _to_torch_shape(tuple(shape), self.transform)
         return {key: torch_shape for key in self.keys}
 
-    def value(self, state):
-        parts = [self.transform(np.asarray(state[key])) for key in self.keys]
-        value = (
-            parts[0] if len(parts) == 1 else np.concatenate(parts, self.axis)
-        )
-        return value.astype(self.variable.dtype, copy=False)
+    def value(self, state, bad_values):
+        """The variable's new value; keys whose values are not finite (in
+        the variable's dtype) or negative variances go to `bad_values`."""
+        dtype = keras.backend.standardize_dtype(self.variable.dtype)
+        parts = []
+        for key in self.keys:
+            with np.errstate(over="ignore", invalid="ignore"):
+                part = np.asarray(state[key]).astype(dtype)
+            if not np.isfinite(part).all():
+                bad_values.append((key, "has NaN or infinite values"))
+            elif self.variance and (part < 0).any():
+                bad_values.append(
+                    (key, f"is a variance with negative values ({part.min()})")
+                )
+            parts.append(self.transform(part))
+        if len(parts) == 1:
+            return np.ascontiguousarray(parts[0])
+        return np.concatenate(parts, self.axis)
 
 
 def _conv_kernel(weight):
@@ -151,7 +186,8 @@ def _batch_norm_slots(batch_norm, prefixes):
         variable = getattr(batch_norm, keras_name, None)
         if variable is not None:
             keys = [f"{p}.{torch_name}" for p in prefixes]
-            slots.append(_Slot(variable, keys, _identity, 0))
+            variance = torch_name == "running_var"
+            slots.append(_Slot(variable, keys, _identity, 0, variance))
     return slots
 
 
@@ -210,8 +246,8 @@ def _format_shape(shape):
     return "(" + ", ".join(str(d) for d in shape) + ")"
 
 
-def _plan(model, key_map, state):
-    """Every variable with its new value, or a CheckpointMismatchError."""
+def _model_slots(model, key_map):
+    """The slots of every layer with weights, in the model's order."""
     slots = []
     unmapped = []
     for layer in model.layers:
@@ -226,51 +262,112 @@ def _plan(model, key_map, state):
             f"The key map has no entry for the layers {sorted(unmapped)} of "
             f"model '{model.name}': is `architecture` right?"
         )
-
-    expected = {}
-    for slot in slots:
-        expected.update(slot.expected_shapes())
-    present = {k for k in state if not k.endswith(_IGNORED_SUFFIX)}
-    missing = sorted(set(expected) - present)
-    unexpected = sorted(present - set(expected))
-    mismatched = sorted(
-        key
-        for key in set(expected) & present
-        if tuple(np.shape(state[key])) != expected[key]
-    )
-    if missing or unexpected or mismatched:
-        return None, (
-            [(k, expected[k]) for k in missing],
-            [(k, tuple(np.shape(state[k]))) for k in unexpected],
-            [(k, expected[k], tuple(np.shape(state[k]))) for k in mismatched],
-        )
-    return [(slot.variable, slot.value(state)) for slot in slots], None
+    return slots
 
 
-def _mismatch_error(path, model, architecture, missing, unexpected, mismatched):
-    lines = [
-        f"The checkpoint '{os.fspath(path)}' does not match model "
-        f"'{model.name}' (architecture '{architecture}', widths "
+def _compare(expected, found):
+    """Differences between the shapes the model expects and `found`
+    (`{key: (shape, dtype)}`): four lists, all empty when it fits."""
+    present = {k for k in found if not k.endswith(_IGNORED_SUFFIX)}
+    common = sorted(set(expected) & present)
+    missing = [(k, expected[k]) for k in sorted(set(expected) - present)]
+    unexpected = [(k, found[k][0]) for k in sorted(present - set(expected))]
+    mismatched = [
+        (k, expected[k], tuple(found[k][0]))
+        for k in common
+        if tuple(found[k][0]) != expected[k]
+    ]
+    wrong_dtype = [
+        (k, np.dtype(found[k][1]).name)
+        for k in common
+        if np.dtype(found[k][1]).name not in _FLOAT_DTYPES
+    ]
+    return missing, unexpected, mismatched, wrong_dtype
+
+
+def _listing(title, lines, limit):
+    shown = lines if limit is None else lines[:limit]
+    text = [f"{title} ({len(lines)}):", *(f"  {line}" for line in shown)]
+    if len(shown) < len(lines):
+        text.append(f"  ... and {len(lines) - len(shown)} more")
+    return text
+
+
+def _mismatch_error(name, model, architecture, expected, differences):
+    missing, unexpected, mismatched, wrong_dtype = differences
+    header = [
+        f"The checkpoint '{name}' does not match model '{model.name}' "
+        f"(architecture '{architecture}', widths "
         f"{getattr(model, 'widths', None)}). Nothing was loaded."
     ]
-    if missing:
-        lines.append(f"Missing keys ({len(missing)}):")
-        lines += [f"  {k}: expected {_format_shape(s)}" for k, s in missing]
-    if unexpected:
-        lines.append(f"Unexpected keys ({len(unexpected)}):")
-        lines += [f"  {k}: found {_format_shape(s)}" for k, s in unexpected]
-    if mismatched:
-        lines.append(f"Shape mismatches ({len(mismatched)}):")
-        lines += [
-            f"  {k}: expected {_format_shape(e)}, found {_format_shape(f)}"
-            for k, e, f in mismatched
-        ]
-    return CheckpointMismatchError(
-        "\n".join(lines),
+    fitting = len(expected) - len(missing) - len(mismatched)
+    if fitting < len(expected) / 2:
+        header.append(
+            f"Only {fitting} of the model's {len(expected)} weight tensors "
+            "are in the checkpoint with their shape: is it a checkpoint of "
+            "another architecture, or of other widths?"
+        )
+    kinds = [
+        (
+            "Missing keys",
+            [f"{k}: expected {_format_shape(s)}" for k, s in missing],
+        ),
+        (
+            "Unexpected keys",
+            [f"{k}: found {_format_shape(s)}" for k, s in unexpected],
+        ),
+        (
+            "Shape mismatches",
+            [
+                f"{k}: expected {_format_shape(e)}, found {_format_shape(f)}"
+                for k, e, f in mismatched
+            ],
+        ),
+        (
+            "Tensors that are not floating point",
+            [
+                f"{k}: {d}, expected one of {', '.join(_FLOAT_DTYPES)}"
+                for k, d in wrong_dtype
+            ],
+        ),
+    ]
+
+    def text(limit):
+        lines = list(header)
+        for title, entries in kinds:
+            if entries:
+                lines += _listing(title, entries, limit)
+        return "\n".join(lines)
+
+    summary = text(_EXAMPLES)
+    details = text(None)
+    message = summary
+    if summary != details:
+        message += (
+            "\nThe error's `missing`, `unexpected`, `mismatched` and "
+            "`wrong_dtype` attributes hold every key; `details` lists them."
+        )
+    error = CheckpointMismatchError(
+        message,
         missing=[k for k, _ in missing],
         unexpected=[k for k, _ in unexpected],
         mismatched=[k for k, _, _ in mismatched],
+        wrong_dtype=[k for k, _ in wrong_dtype],
+        details=details,
     )
+    error.summary = summary
+    return error
+
+
+def _bad_values_error(name, model, bad_values):
+    lines = [
+        f"The checkpoint '{name}' has values that cannot be loaded into "
+        f"model '{model.name}'. Nothing was loaded."
+    ]
+    lines += _listing(
+        "Bad tensors", [f"{k}: {what}" for k, what in bad_values], _EXAMPLES
+    )
+    return ValueError("\n".join(lines))
 
 
 def load_reference_checkpoint(model, path, architecture=None):
@@ -278,9 +375,12 @@ def load_reference_checkpoint(model, path, architecture=None):
 
     The checkpoint is read without PyTorch and without running any code
     from the file. Every key of the checkpoint must find its variable and
-    every variable its key, with the right shape; otherwise nothing is
-    loaded and one error lists all the differences. The load is atomic:
-    if assigning fails half way, the previous values are restored.
+    every variable its key, with the right shape and a floating-point
+    dtype; otherwise nothing is loaded and one error counts all the
+    differences. Shapes and dtypes are checked before any tensor data is
+    read, so a checkpoint that does not fit costs no memory. NaN or
+    infinite values and negative batch-norm variances are refused too.
+    The load is atomic: whatever fails, the model is left as it was.
 
     Args:
         model: a model built by a zoo builder (with the widths and classes
@@ -293,14 +393,16 @@ def load_reference_checkpoint(model, path, architecture=None):
             `"s_mobilenet_v1"`. Defaults to `model.name`.
 
     Raises:
-        CheckpointMismatchError: keys missing, unexpected or of the wrong
-            shape, all listed (a `ValueError`).
+        CheckpointMismatchError: keys missing, unexpected, of the wrong
+            shape or of a dtype other than float16, bfloat16, float32 or
+            float64 (a `ValueError`; a few are shown, all are kept on it).
         keras_slimmable.convert.torch_checkpoint.CheckpointFormatError: the
             file is truncated, corrupt or not a checkpoint.
         keras_slimmable.convert.torch_checkpoint.UnsafeCheckpointError:
             the file asks to run code.
-        ValueError: unknown architecture, or a model the checkpoint cannot
-            go into (e.g. shared batch norms).
+        ValueError: NaN or infinite values, negative running variances,
+            an unknown architecture, or a model the checkpoint cannot go
+            into (e.g. shared batch norms).
 
     Example:
 
@@ -319,16 +421,35 @@ def load_reference_checkpoint(model, path, architecture=None):
             "another name."
         )
     key_map = KEY_MAPS[architecture](model)
+    slots = _model_slots(model, key_map)
+    expected = {}
+    for slot in slots:
+        expected.update(slot.expected_shapes())
+    name = "<state dict>" if isinstance(path, Mapping) else os.fspath(path)
+
+    def check(found):
+        differences = _compare(expected, found)
+        if any(differences):
+            raise _mismatch_error(
+                name, model, architecture, expected, differences
+            )
+
     if isinstance(path, Mapping):
         state = {
-            key.removeprefix("module."): value for key, value in path.items()
+            key.removeprefix("module."): np.asarray(value)
+            for key, value in path.items()
         }
-        path = "<state dict>"
+        check({key: (value.shape, value.dtype) for key, value in state.items()})
     else:
-        state = load_state_dict(path)
-    assignments, mismatch = _plan(model, key_map, state)
-    if mismatch is not None:
-        raise _mismatch_error(path, model, architecture, *mismatch)
+        state = load_state_dict(path, check=check)
+
+    bad_values = []
+    assignments = [
+        (slot.variable, slot.value(state, bad_values)) for slot in slots
+    ]
+    if bad_values:
+        raise _bad_values_error(name, model, bad_values)
+    del state
 
     previous = [
         (variable, keras.ops.convert_to_numpy(variable).copy())

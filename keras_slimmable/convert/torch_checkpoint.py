@@ -18,6 +18,7 @@ Storages are read lazily, once each, however many tensors view them.
 """
 
 import collections
+import contextlib
 import io
 import math
 import os
@@ -121,6 +122,14 @@ _REBUILD_FUNCTIONS = {
     "_rebuild_parameter_with_state",
 }
 _MAX_NDIM = 64
+# Memory stays proportional to what the file holds. A tensor may not have
+# more elements than its storage (strides of 0 repeat elements), the copies
+# made of views of a storage may total its size plus this allowance, and
+# compressed zip records (torch.save never compresses) may expand this many
+# times, plus the allowance below, in total.
+_COPY_ALLOWANCE = 16 << 20
+_MAX_EXPANSION = 16
+_EXPANSION_ALLOWANCE = 1 << 20
 _MAX_DIM = 1 << 62
 _PLAIN_TYPES = (str, bytes, bytearray, int, float, complex, bool, type(None))
 
@@ -353,8 +362,17 @@ class _Unpickler(pickle.Unpickler):
             dtype = dtype.dtype
             elements = storage.size // dtype.itemsize
         shape, strides = self._check_layout(storage, offset, shape, strides)
+        count = math.prod(shape)
+        if count > elements:
+            raise self._corrupt(
+                f"has a tensor of shape {shape} ({count} elements) on storage "
+                f"{storage.key!r}, which holds {elements} "
+                f"element{'' if elements == 1 else 's'}: a tensor may not "
+                "repeat its storage's elements (strides of 0), as reading "
+                "it would take memory the file does not hold"
+            )
         if (
-            math.prod(shape)
+            count
             and offset + sum((n - 1) * s for n, s in zip(shape, strides))
             >= elements
         ):
@@ -402,6 +420,8 @@ class _Reader:
         self.swap_bytes = False  # file byte order differs from ours
         self.storages = {}  # key -> _StorageRef of the whole storage
         self.arrays = {}  # key -> loaded 1-D array of the storage's dtype
+        self.copied = 0  # bytes of tensor copies made so far
+        self.stored = None  # bytes of all storages, once parsed
 
     def error(self, what):
         return CheckpointFormatError(f"checkpoint '{self.name}' {what}")
@@ -425,6 +445,29 @@ class _Reader:
         """Returns the storage's bytes as a uint8 array (format-specific)."""
         raise NotImplementedError
 
+    def parse(self):
+        """Unpickles the main object, with placeholders for the tensors and
+        storages, after checking every declared size against the file and
+        before reading any storage (format-specific)."""
+        raise NotImplementedError
+
+    def count_copy(self, ref, count):
+        """Counts a copy of `count` elements, refusing past the budget."""
+        self.copied += count * ref.dtype.itemsize
+        if self.stored is None:  # every storage is known once parsed
+            self.stored = sum(
+                s.numel * s.type.dtype.itemsize for s in self.storages.values()
+            )
+        stored = self.stored
+        if self.copied > stored + _COPY_ALLOWANCE:
+            raise self.error(
+                f"makes more than {self.copied} bytes of copies of tensor "
+                f"views (the last of shape {ref.shape} on storage "
+                f"{ref.storage.key!r}), more than the {stored} bytes its "
+                f"storages hold plus {_COPY_ALLOWANCE >> 20} MiB: its "
+                "tensors view the same storages many times over"
+            )
+
     # -- placeholders to arrays --------------------------------------------
 
     def storage_array(self, storage):
@@ -445,11 +488,12 @@ class _Reader:
     def tensor_array(self, ref):
         data = self.storage_array(ref.storage)
         swap = False
-        if data.dtype != ref.dtype:  # untyped storage, dtype given apart
+        # Bools of an untyped storage stay bytes until the tensor is cut out
+        # (then `!= 0`), so no tensor converts the whole storage.
+        from_bytes = ref.dtype == np.bool_ and data.dtype != np.bool_
+        if data.dtype != ref.dtype and not from_bytes:  # untyped storage
             data = data[: data.size - data.size % ref.dtype.itemsize]
             data = data.view(ref.dtype)
-            if ref.dtype == np.bool_:
-                data = data.view(np.uint8) != 0
             swap = self.swap_bytes and ref.dtype.itemsize > 1
         count = math.prod(ref.shape)
         if count == 0:
@@ -467,10 +511,12 @@ class _Reader:
         )
         if contiguous:
             flat = data[ref.offset : ref.offset + count]
-            if count == data.size and not swap:
+            if count == data.size and not swap and not from_bytes:
                 return flat.reshape(ref.shape)  # the whole storage: no copy
+            self.count_copy(ref, count)
             array = flat.reshape(ref.shape).copy()
         else:
+            self.count_copy(ref, count)
             view = np.lib.stride_tricks.as_strided(
                 data[ref.offset :],
                 shape=ref.shape,
@@ -480,6 +526,8 @@ class _Reader:
             array = view.copy(order="C")
         if swap:
             array.byteswap(inplace=True)
+        if from_bytes:
+            array = array != 0
         return array
 
     def resolve(self, obj):
@@ -587,14 +635,13 @@ class _ZipReader(_Reader):
         struct.error,
     )
 
-    def load(self):
-        try:
-            return self._load()
-        finally:
-            if getattr(self, "zip", None) is not None:
-                self.zip.close()
+    zip = None
 
-    def _load(self):
+    def close(self):
+        if self.zip is not None:
+            self.zip.close()
+
+    def parse(self):
         try:
             self.zip = zipfile.ZipFile(self.file)
             records = {info.filename: info for info in self.zip.infolist()}
@@ -623,9 +670,39 @@ class _ZipReader(_Reader):
                 "b'big'"
             )
         self.swap_bytes = byteorder.decode() != sys.byteorder
+        self.check_expansion([pickles[0]])
         data = self.read_record(pickles[0])
-        obj = self.unpickle(io.BytesIO(data), pickles[0], self.record)
-        return self.resolve(obj)
+        return self.unpickle(io.BytesIO(data), pickles[0], self.record)
+
+    def resolve(self, obj):
+        self.check_expansion(
+            [f"{self.prefix}data/{key}" for key in self.storages]
+        )
+        return super().resolve(obj)
+
+    def check_expansion(self, names):
+        """Refuses compressed records that would expand far beyond the
+        bytes the file holds for them (a decompression bomb)."""
+        infos = [
+            self.records[name]
+            for name in names
+            if name in self.records
+            and self.records[name].compress_type != zipfile.ZIP_STORED
+        ]
+        expanded = sum(info.file_size for info in infos)
+        packed = sum(info.compress_size for info in infos)
+        if expanded <= _MAX_EXPANSION * packed + _EXPANSION_ALLOWANCE:
+            return
+        largest = max(infos, key=lambda info: info.file_size)
+        raise self.error(
+            f"has compressed records that would expand to {expanded} bytes "
+            f"from {packed} (the largest, {largest.filename!r}, to "
+            f"{largest.file_size} bytes from {largest.compress_size}); "
+            "torch.save stores records uncompressed, and this reader "
+            f"expands compressed records at most {_MAX_EXPANSION} times "
+            f"(plus {_EXPANSION_ALLOWANCE >> 20} MiB), so that a small "
+            "file cannot take large memory"
+        )
 
     def read_record(self, name, optional=False):
         if name not in self.records:
@@ -673,7 +750,10 @@ class _ZipReader(_Reader):
 class _LegacyReader(_Reader):
     """The legacy serialization (torch < 1.6, or no zip requested)."""
 
-    def load(self):
+    def close(self):
+        pass
+
+    def parse(self):
         try:
             magic = self.unpickle(self.file, "the magic number")
         except CheckpointFormatError as error:
@@ -745,7 +825,7 @@ class _LegacyReader(_Reader):
                 f"does not store storage {sorted(missing)[0]!r} that its "
                 "tensors use"
             )
-        return self.resolve(obj)
+        return obj
 
     def read_storage(self, storage):
         nbytes = storage.numel * storage.type.dtype.itemsize
@@ -753,19 +833,9 @@ class _LegacyReader(_Reader):
         return self.read_into(self.file, nbytes, storage.key)
 
 
-def read_torch_checkpoint(path: str | os.PathLike) -> Any:
-    """Reads a `torch.save` file without torch and without running its code.
-
-    Returns the saved object with every tensor as a C-contiguous NumPy array
-    of the tensor's dtype and shape (bfloat16 and float8 via `ml_dtypes`),
-    storages as 1-D arrays, torch dtypes as NumPy dtypes, and dicts,
-    OrderedDicts, lists, tuples and scalars as they were. Arrays share memory
-    only when their tensors were the whole of one storage.
-
-    Raises:
-        UnsafeCheckpointError: the pickle asks for any other global.
-        CheckpointFormatError: the file is not a readable checkpoint.
-    """
+@contextlib.contextmanager
+def _open(path):
+    """Yields the reader of the checkpoint at `path`, closing it after."""
     name = os.fspath(path)
     with open(name, "rb") as file:
         head = file.read(512)
@@ -785,39 +855,89 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
                 f"checkpoint '{name}' is not a PyTorch checkpoint: it {what}, "
                 "expected a zip archive or a pickle"
             )
-        return reader.load()
+        try:
+            yield reader
+        finally:
+            reader.close()
 
 
-def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+def read_torch_checkpoint(path: str | os.PathLike) -> Any:
+    """Reads a `torch.save` file without torch and without running its code.
+
+    Returns the saved object with every tensor as a C-contiguous NumPy array
+    of the tensor's dtype and shape (bfloat16 and float8 via `ml_dtypes`),
+    storages as 1-D arrays, torch dtypes as NumPy dtypes, and dicts,
+    OrderedDicts, lists, tuples and scalars as they were. Arrays share memory
+    only when their tensors were the whole of one storage.
+
+    Memory stays proportional to the file: every declared size is checked
+    against the bytes the file holds before anything is allocated; tensors
+    with more elements than their storage (strides of 0), copies of views
+    totalling more than the storages plus 16 MiB, and compressed records
+    expanding more than 16 times are refused.
+
+    Raises:
+        UnsafeCheckpointError: the pickle asks for any other global.
+        CheckpointFormatError: the file is not a readable checkpoint, or
+            declares more data than it holds.
+    """
+    with _open(path) as reader:
+        return reader.resolve(reader.parse())
+
+
+def load_state_dict(
+    path: str | os.PathLike, check=None
+) -> dict[str, np.ndarray]:
     """Reads a checkpoint's state dict as `{name: array}`.
 
     Uses the "model" or "state_dict" entry when the saved object has one that
     is a dict, and strips the leading "module." that `DataParallel` adds.
+    Only that state dict's tensors are read.
+
+    Args:
+        path: the checkpoint file.
+        check: optional; called with `{name: (shape, dtype)}` (names
+            without "module.") after the file's structure is read and
+            before any tensor data is, so that it can refuse (raise) before
+            any memory is spent on a checkpoint of the wrong shapes.
     """
-    obj = read_torch_checkpoint(path)
-    if isinstance(obj, dict):
-        for entry in ("model", "state_dict"):
-            if isinstance(obj.get(entry), dict):
-                obj = obj[entry]
-                break
-    else:
-        raise CheckpointFormatError(
-            f"checkpoint '{os.fspath(path)}' holds a {type(obj).__name__}; "
-            "expected a dict of tensors"
-        )
-    state = {}
-    for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, np.ndarray):
+    name = os.fspath(path)
+    with _open(path) as reader:
+        obj = reader.parse()
+        if isinstance(obj, dict):
+            for entry in ("model", "state_dict"):
+                if isinstance(obj.get(entry), dict):
+                    obj = obj[entry]
+                    break
+        else:
             raise CheckpointFormatError(
-                f"checkpoint '{os.fspath(path)}' has state dict entry "
-                f"{_short(key)} holding a {type(value).__name__}; expected "
-                "string keys and tensors"
+                f"checkpoint '{name}' holds a {type(obj).__name__}; "
+                "expected a dict of tensors"
             )
-        name = key.removeprefix("module.")
-        if name in state:
-            raise CheckpointFormatError(
-                f"checkpoint '{os.fspath(path)}' has key {name!r} both with "
-                "and without the 'module.' prefix"
-            )
-        state[name] = value
-    return state
+        refs = {}
+        for key, value in obj.items():
+            if not isinstance(key, str) or not isinstance(
+                value, (_TensorRef, _StorageRef)
+            ):
+                raise CheckpointFormatError(
+                    f"checkpoint '{name}' has state dict entry "
+                    f"{_short(key)} holding a {type(value).__name__}; "
+                    "expected string keys and tensors"
+                )
+            short = key.removeprefix("module.")
+            if short in refs:
+                raise CheckpointFormatError(
+                    f"checkpoint '{name}' has key {short!r} both with "
+                    "and without the 'module.' prefix"
+                )
+            refs[short] = value
+        if check is not None:
+            check({key: _spec(value) for key, value in refs.items()})
+        return reader.resolve(refs)
+
+
+def _spec(ref):
+    """`(shape, dtype)` of a tensor or storage placeholder."""
+    if isinstance(ref, _TensorRef):
+        return ref.shape, ref.dtype
+    return (ref.size,), ref.type.dtype

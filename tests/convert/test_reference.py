@@ -121,6 +121,154 @@ def test_each_mismatch_alone_leaves_the_model_unchanged(
     _assert_bitwise_equal(before, _weights(small_v1))
 
 
+def _every_variable(model):
+    """Every variable's value, trainable or not (batch-norm statistics)."""
+    return [np.array(v) for v in model.variables]
+
+
+def _hostile_state(state, kind, tmp_path):
+    """A state dict (or a file) that must fail to load, and the error."""
+    state = dict(state)
+    if kind == "shape":
+        state["classifier.0.weight"] = np.zeros((1000, 1023), "float32")
+        return state, CheckpointMismatchError
+    if kind == "missing":
+        del state["features.13.body.4.bn.3.running_mean"]
+        return state, CheckpointMismatchError
+    if kind in ("nan", "inf"):
+        bad = state["classifier.0.weight"].copy()
+        bad[7, 11] = np.nan if kind == "nan" else -np.inf
+        state["classifier.0.weight"] = bad
+        return state, ValueError
+    if kind == "negative_variance":
+        bad = state["features.13.body.4.bn.3.running_var"].copy()
+        bad[0] = -0.5
+        state["features.13.body.4.bn.3.running_var"] = bad
+        return state, ValueError
+    if kind in ("int64", "bool", "uint8", "complex64"):
+        bias = state["classifier.0.bias"]
+        state["classifier.0.bias"] = bias.astype(kind)
+        return state, CheckpointMismatchError
+    assert kind == "truncated"
+    data = (OFFICIAL / "s_mobilenet_v1.pt").read_bytes()
+    path = tmp_path / "truncated.pt"
+    path.write_bytes(data[: len(data) * 9 // 10])
+    return path, CheckpointFormatError
+
+
+HOSTILE_KINDS = [
+    "shape",
+    "missing",
+    "nan",
+    "inf",
+    "negative_variance",
+    "int64",
+    "bool",
+    "uint8",
+    "complex64",
+    "truncated",
+]
+
+
+@needs_fixtures
+@pytest.mark.parametrize("kind", HOSTILE_KINDS)
+def test_a_failed_load_leaves_every_variable_as_it_was(
+    small_v1, v1_state, tmp_path, kind
+):
+    # Start from the checkpoint's values with one kernel changed, so that a
+    # partial load would show as a changed variable.
+    load_reference_checkpoint(small_v1, v1_state)
+    kernel = small_v1.get_layer("stem_conv").kernel
+    kernel.assign(np.full(kernel.shape, 0.5, "float32"))
+    before = _every_variable(small_v1)
+    checkpoint, error = _hostile_state(v1_state, kind, tmp_path)
+
+    with pytest.raises(error):
+        load_reference_checkpoint(small_v1, checkpoint)
+    _assert_bitwise_equal(before, _every_variable(small_v1))
+
+
+@needs_fixtures
+@pytest.mark.parametrize("dtype", ["int64", "bool", "uint8", "complex64"])
+def test_non_float_tensors_are_refused_naming_key_and_dtype(
+    small_v1, v1_state, tmp_path, dtype
+):
+    state, _ = _hostile_state(v1_state, dtype, tmp_path)
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_reference_checkpoint(small_v1, state)
+    assert f"classifier.0.bias: {dtype}, expected one of float16" in str(
+        info.value
+    )
+    assert info.value.wrong_dtype == ["classifier.0.bias"]
+
+
+@needs_fixtures
+def test_non_finite_weights_and_negative_variances_are_named(
+    small_v1, v1_state, tmp_path
+):
+    for kind, key, what in [
+        ("nan", "classifier.0.weight", "has NaN or infinite values"),
+        ("inf", "classifier.0.weight", "has NaN or infinite values"),
+        (
+            "negative_variance",
+            "features.13.body.4.bn.3.running_var",
+            "is a variance with negative values (-0.5)",
+        ),
+    ]:
+        state, _ = _hostile_state(v1_state, kind, tmp_path)
+        with pytest.raises(ValueError) as info:
+            load_reference_checkpoint(small_v1, state)
+        assert f"{key}: {what}" in str(info.value)
+        assert "Nothing was loaded" in str(info.value)
+    # A float64 value too large for float32 would become infinite.
+    state = dict(v1_state)
+    state["classifier.0.bias"] = np.full(1000, 1e300)
+    with pytest.raises(ValueError, match="classifier.0.bias: has NaN"):
+        load_reference_checkpoint(small_v1, state)
+
+
+@needs_fixtures
+def test_other_float_dtypes_load_and_batch_counts_stay_int64(
+    small_v1, v1_state
+):
+    import ml_dtypes
+
+    assert v1_state["features.0.1.bn.0.num_batches_tracked"].dtype == "int64"
+    state = dict(v1_state)
+    bias = v1_state["classifier.0.bias"]
+    state["classifier.0.bias"] = bias.astype(np.float64)
+    state["classifier.0.weight"] = v1_state["classifier.0.weight"].astype(
+        ml_dtypes.bfloat16
+    )
+    load_reference_checkpoint(small_v1, state)
+    head = small_v1.get_layer("predictions")
+    np.testing.assert_array_equal(np.array(head.bias), bias)
+    np.testing.assert_array_equal(
+        np.array(head.kernel),
+        state["classifier.0.weight"].astype(np.float32).T,
+    )
+
+
+@needs_fixtures
+def test_another_architecture_gives_a_short_message_and_every_key(small_v1):
+    v2_state = load_state_dict(OFFICIAL / "s_mobilenet_v2.pt")
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_reference_checkpoint(small_v1, v2_state)
+    error = info.value
+    message = str(error)
+    assert len(message.splitlines()) <= 30, message
+    assert "is it a checkpoint of another architecture" in message
+    total = len(error.missing) + len(error.unexpected) + len(error.mismatched)
+    assert total > 400
+    assert f"Unexpected keys ({len(error.unexpected)}):" in message
+    assert f"Shape mismatches ({len(error.mismatched)}):" in message
+    assert f"... and {len(error.mismatched) - 5} more" in message
+    # Every key is kept, and `details` lists them all.
+    assert len(error.details.splitlines()) > total
+    for key in error.missing + error.unexpected + error.mismatched:
+        assert f"  {key}: " in error.details
+
+
 @needs_fixtures
 def test_a_failing_assignment_restores_every_variable(
     small_v1, v1_state, monkeypatch
@@ -263,6 +411,8 @@ def test_a_layer_made_of_several_reference_modules(monkeypatch):
 def test_convert_cli_then_imagenet_weights(tmp_path, monkeypatch):
     keras_home = tmp_path / "keras_home"
     environment = dict(os.environ, KERAS_HOME=str(keras_home))
+    # TensorFlow's own start-up messages are hidden without the user's help.
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
     checkpoint = OFFICIAL / "s_mobilenet_v1.pt"
     result = subprocess.run(
         [
@@ -279,6 +429,8 @@ def test_convert_cli_then_imagenet_weights(tmp_path, monkeypatch):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    for noise in ("cuInit", "oneDNN", "absl::InitializeLog", "Traceback"):
+        assert noise not in result.stderr, result.stderr[-3000:]
     folder = keras_home / "models" / "keras_slimmable"
     weights_path = folder / "s_mobilenet_v1_imagenet.weights.h5"
     assert weights_path.is_file()
@@ -350,3 +502,114 @@ def test_convert_output_argument(tmp_path):
         np.array(model.get_layer("predictions").kernel),
         state["classifier.0.weight"].T,
     )
+
+
+def _run_cli(*arguments, timeout=300):
+    environment = dict(os.environ)
+    environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return subprocess.run(
+        [sys.executable, *arguments],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_cli_help_does_not_import_tensorflow():
+    result = _run_cli(
+        "-X", "importtime", "-m", "keras_slimmable.convert", "--help"
+    )
+    assert "--model" in result.stdout and "--output" in result.stdout
+    imported = [
+        line.rsplit("|", 1)[-1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:")
+    ]
+    assert "keras_slimmable.convert" in imported
+    heavy = [
+        name
+        for name in imported
+        if name.split(".")[0] in ("tensorflow", "keras", "numpy")
+    ]
+    assert heavy == []
+
+
+@pytest.mark.slow
+def test_the_package_imports_its_names_on_first_use():
+    code = """
+import sys
+sys.argv = ["-m"]  # as while `python -m` locates its module
+import keras_slimmable.convert as convert
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules
+assert "load_reference_checkpoint" in dir(convert)
+sys.argv = ["x"]
+from keras_slimmable.convert import CheckpointFormatError
+from keras_slimmable.convert import load_reference_checkpoint
+from keras_slimmable.convert import reference
+assert load_reference_checkpoint is reference.load_reference_checkpoint
+assert issubclass(CheckpointFormatError, ValueError)
+try:
+    convert.no_such_name
+except AttributeError as error:
+    assert "no_such_name" in str(error)
+else:
+    raise AssertionError("no AttributeError")
+print("ok")
+"""
+    result = _run_cli("-c", code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.slow
+def test_cli_unknown_model_is_one_message():
+    result = _run_cli(
+        "-m", "keras_slimmable.convert", "--model", "lenet", __file__
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "cuInit" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(
+        "python -m keras_slimmable.convert: error: Unknown zoo model 'lenet'"
+    )
+    assert "s_mobilenet_v1" in lines[0]
+    assert len(lines) == 2, result.stderr
+
+
+@needs_fixtures
+@pytest.mark.slow
+def test_cli_checkpoint_of_another_architecture(tmp_path):
+    arguments = [
+        "-m",
+        "keras_slimmable.convert",
+        "--model",
+        "s_mobilenet_v1",
+        "--output",
+        str(tmp_path),
+        str(OFFICIAL / "s_mobilenet_v2.pt"),
+    ]
+    result = _run_cli(*arguments)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith(
+        "python -m keras_slimmable.convert: error: The checkpoint"
+    )
+    assert "another architecture" in result.stderr
+    assert "Shape mismatches (430):" in result.stderr
+    assert "  ... and 425 more" in result.stderr
+    assert "(--verbose lists every key)" in result.stderr
+    assert len(lines) <= 20, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+    verbose = _run_cli(*arguments, "--verbose")
+    assert verbose.returncode != 0
+    assert "features.0.1.bn.0.bias: expected (8), found (16)" in verbose.stderr
+    listed = [
+        line
+        for line in verbose.stderr.splitlines()
+        if line.startswith("  ") and (": expected" in line or ": found" in line)
+    ]
+    assert len(listed) >= 413 + 430
