@@ -95,6 +95,36 @@ class _SlimmableConvolution(keras.layers.Layer):
             return None
         return weight_prefix(self, "bias", self.bias, (channels,))
 
+    def _output_channels(self, input_channels):
+        """The output channels at the active width."""
+        return channels_at(self.filters, self.name)
+
+    def compute_output_shape(self, input_shape):
+        """The output shape at the active width (the widest outside any
+        width scope), as `keras.layers.Conv2D` computes it."""
+        spatial = []
+        padding = self.padding
+        for axis, size in enumerate(input_shape[1:-1]):
+            if size is None:
+                spatial.append(None)
+                continue
+            k, s, d = (
+                self.kernel_size[axis],
+                self.strides[axis],
+                self.dilation_rate[axis],
+            )
+            if padding == "same":
+                spatial.append((size + s - 1) // s)
+                continue
+            if padding != "valid":
+                size += sum(padding[axis])
+            spatial.append((size - d * (k - 1) - 1) // s + 1)
+        return (
+            (input_shape[0],)
+            + tuple(spatial)
+            + (self._output_channels(input_shape[-1]),)
+        )
+
     def _finish(self, outputs, bias):
         if bias is not None:
             outputs = ops.add(outputs, bias)
@@ -401,6 +431,9 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
             dilation_rate=self.dilation_rate,
         )
         return self._finish(outputs, self._bias_prefix(channels))
+
+    def _output_channels(self, input_channels):
+        return input_channels
 
     def get_config(self):
         config = super().get_config()
