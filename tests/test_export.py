@@ -33,6 +33,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import keras_slimmable as ks
 from keras_slimmable import export
+from keras_slimmable.export import _export as export_impl
 
 NAME = "s_mobilenet_v1"
 SIZE = 64
@@ -622,7 +623,7 @@ class Interrupted(Exception):
 def interrupt_write_out(monkeypatch, after):
     """Makes the `after`-th `write_out` write its files, then raise."""
     calls = []
-    make_archive = export._archive
+    make_archive = export_impl._archive
 
     def archive():
         real = make_archive()
@@ -638,7 +639,7 @@ def interrupt_write_out(monkeypatch, after):
         real.write_out = interrupted
         return real
 
-    monkeypatch.setattr(export, "_archive", archive)
+    monkeypatch.setattr(export_impl, "_archive", archive)
     return calls
 
 
@@ -695,7 +696,7 @@ def test_interrupted_tflite_write_leaves_nothing(tiny, tmp_path, monkeypatch):
             pass
 
     # Only the last step, writing the file, is under test here.
-    monkeypatch.setattr(export, "_archive", FakeArchive)
+    monkeypatch.setattr(export_impl, "_archive", FakeArchive)
     monkeypatch.setattr(
         tf.lite.TFLiteConverter,
         "from_saved_model",
