@@ -155,6 +155,8 @@ def export_for_serving(
         if not _referenced(base_dir, staging):
             _files.remove(staging)
             _files.remove_empty(created)
+    # What killed exports left and `models.config` no longer names.
+    _tidy_serving_folder(base_dir, name)
     return targets
 
 
