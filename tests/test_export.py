@@ -4,9 +4,9 @@ No TF Serving server can be installed here, so the served artifacts are
 checked the way the server would use them:
 
 - a fresh Python process that never imports `keras_slimmable` reads
-  `models.config` as a `ModelServerConfig`, loads every model's latest
-  numeric version folder with the "serve" tag, and answers serialized
-  `PredictRequest`s through the SignatureDefs (as TF Serving's Predict
+  `models.config` as a `ModelServerConfig`, loads every model's version
+  (the pinned one, else the latest numeric folder) with the "serve" tag,
+  and answers serialized `PredictRequest`s through the SignatureDefs (as TF Serving's Predict
   does), replying with serialized `PredictResponse`s;
 - the replies are compared with the in-memory model at each width;
 - TFLite files run in `ai_edge_litert`'s interpreter.
@@ -118,9 +118,14 @@ SERVER = textwrap.dedent(
         text_format.Parse(f.read(), config)
     servables = {}
     for entry in config.model_config_list.config:
-        versions = [d for d in os.listdir(entry.base_path) if d.isdigit()]
-        latest = max(versions, key=int)  # TF Serving's default policy.
-        servables[entry.name] = os.path.join(entry.base_path, latest)
+        policy = entry.model_version_policy
+        if policy.HasField("specific"):  # Pinned, as the exports write.
+            (version,) = policy.specific.versions
+            version = str(version)
+        else:  # TF Serving's default policy: the latest version.
+            versions = [d for d in os.listdir(entry.base_path) if d.isdigit()]
+            version = max(versions, key=int)
+        servables[entry.name] = os.path.join(entry.base_path, version)
     servables.update(manifest["extra"])
 
     sessions = {}
