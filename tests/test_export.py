@@ -6,8 +6,8 @@ checked the way the server would use them:
 - a fresh Python process that never imports `keras_slimmable` reads
   `models.config` as a `ModelServerConfig`, loads every model's version
   (the pinned one, else the latest numeric folder) with the "serve" tag,
-  and answers serialized `PredictRequest`s through the SignatureDefs (as TF Serving's Predict
-  does), replying with serialized `PredictResponse`s;
+  and answers serialized `PredictRequest`s through the SignatureDefs (as
+  TF Serving's Predict does), replying with serialized `PredictResponse`s;
 - the replies are compared with the in-memory model at each width;
 - TFLite files run in `ai_edge_litert`'s interpreter.
 
