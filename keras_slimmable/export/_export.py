@@ -294,7 +294,7 @@ def _publish(base_dir, staging, name, widths, versions, server_base):
             else:
                 _files.replace_folder(retired, path)
         if old_config is None:
-            config.unlink()
+            config.unlink(missing_ok=True)
         else:
             _files.atomic_write_bytes(config, old_config)
         raise
