@@ -137,6 +137,7 @@ def main(argv):
                     FLAGS.tflite_out,
                     width=width,
                     quantization=FLAGS.quantization,
+                    overwrite=True,  # As the copy above: --tflite_out wins.
                 )
             print(f"TFLite file of width {width}: {FLAGS.tflite_out}")
     finally:

@@ -4,10 +4,10 @@ No TF Serving server can be installed here, so the served artifacts are
 checked the way the server would use them:
 
 - a fresh Python process that never imports `keras_slimmable` reads
-  `models.config` as a `ModelServerConfig`, loads every model's latest
-  numeric version folder with the "serve" tag, and answers serialized
-  `PredictRequest`s through the SignatureDefs (as TF Serving's Predict
-  does), replying with serialized `PredictResponse`s;
+  `models.config` as a `ModelServerConfig`, loads every model's version
+  (the pinned one, else the latest numeric folder) with the "serve" tag,
+  and answers serialized `PredictRequest`s through the SignatureDefs (as
+  TF Serving's Predict does), replying with serialized `PredictResponse`s;
 - the replies are compared with the in-memory model at each width;
 - TFLite files run in `ai_edge_litert`'s interpreter.
 
@@ -33,6 +33,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import keras_slimmable as ks
 from keras_slimmable import export
+from keras_slimmable.export import _export as export_impl
 
 NAME = "s_mobilenet_v1"
 SIZE = 64
@@ -117,9 +118,14 @@ SERVER = textwrap.dedent(
         text_format.Parse(f.read(), config)
     servables = {}
     for entry in config.model_config_list.config:
-        versions = [d for d in os.listdir(entry.base_path) if d.isdigit()]
-        latest = max(versions, key=int)  # TF Serving's default policy.
-        servables[entry.name] = os.path.join(entry.base_path, latest)
+        policy = entry.model_version_policy
+        if policy.HasField("specific"):  # Pinned, as the exports write.
+            (version,) = policy.specific.versions
+            version = str(version)
+        else:  # TF Serving's default policy: the latest version.
+            versions = [d for d in os.listdir(entry.base_path) if d.isdigit()]
+            version = max(versions, key=int)
+        servables[entry.name] = os.path.join(entry.base_path, version)
     servables.update(manifest["extra"])
 
     sessions = {}
@@ -622,7 +628,7 @@ class Interrupted(Exception):
 def interrupt_write_out(monkeypatch, after):
     """Makes the `after`-th `write_out` write its files, then raise."""
     calls = []
-    make_archive = export._archive
+    make_archive = export_impl._archive
 
     def archive():
         real = make_archive()
@@ -638,7 +644,7 @@ def interrupt_write_out(monkeypatch, after):
         real.write_out = interrupted
         return real
 
-    monkeypatch.setattr(export, "_archive", archive)
+    monkeypatch.setattr(export_impl, "_archive", archive)
     return calls
 
 
@@ -695,7 +701,7 @@ def test_interrupted_tflite_write_leaves_nothing(tiny, tmp_path, monkeypatch):
             pass
 
     # Only the last step, writing the file, is under test here.
-    monkeypatch.setattr(export, "_archive", FakeArchive)
+    monkeypatch.setattr(export_impl, "_archive", FakeArchive)
     monkeypatch.setattr(
         tf.lite.TFLiteConverter,
         "from_saved_model",
@@ -861,3 +867,247 @@ def test_errors_name_the_bad_value(tiny, tmp_path, call, error, message):
     with pytest.raises(error, match=message):
         call(tiny, tmp_path)
     assert visible_entries(tmp_path) == []
+
+
+# models.config: escaped strings, servable names -----------------------------
+
+
+def parse_models_config(base):
+    config = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse((base / "models.config").read_text(), config)
+    return config.model_config_list.config
+
+
+@pytest.mark.parametrize(
+    "server_base",
+    [
+        '/models" } config { name: "injected" base_path: "/etc',
+        '/models\\" } config { name: \\"injected',
+        "/srv/a'b\\c\nd/é",
+    ],
+)
+def test_models_config_escapes_server_base_dir(tiny, tmp_path, server_base):
+    export.export_for_serving(
+        tiny, tmp_path, NAME, widths=[0.25, 1.0], server_base_dir=server_base
+    )
+    entries = parse_models_config(tmp_path)
+    assert [(e.name, e.base_path) for e in entries] == [
+        (name, f"{server_base}/{name}")
+        for name in ("s_mobilenet_v1_w0_25", "s_mobilenet_v1_w1_0")
+    ]
+    assert "injected" not in [e.name for e in entries]
+
+
+def test_models_config_pins_each_width_to_its_version(tiny, tmp_path):
+    export.export_for_serving(tiny, tmp_path, NAME, widths=[0.25, 0.5])
+    export.export_for_serving(tiny, tmp_path, NAME, widths=[0.5], version=2)
+    pins = {
+        e.name: list(e.model_version_policy.specific.versions)
+        for e in parse_models_config(tmp_path)
+    }
+    assert pins == {"s_mobilenet_v1_w0_25": [1], "s_mobilenet_v1_w0_5": [2]}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['m"x', "a/b", "a:b", ".hidden", "-x", "caf\u00e9", "", "a" * 201, 7],
+)
+def test_names_tf_serving_cannot_serve_are_refused(tiny, tmp_path, name):
+    with pytest.raises(ValueError, match=re.escape(f"name={name!r}")):
+        export.export_for_serving(tiny, tmp_path, name)
+    assert visible_entries(tmp_path) == []
+
+
+def test_accepted_names(tiny, tmp_path):
+    written = export.export_for_serving(
+        tiny, tmp_path, "My-model_2", widths=[1]
+    )
+    assert written == {1.0: tmp_path / "My-model_2_w1_0" / "1"}
+
+
+def test_server_base_dir_with_nul_is_refused(tiny, tmp_path):
+    with pytest.raises(ValueError, match="server_base_dir="):
+        export.export_for_serving(tiny, tmp_path, NAME, server_base_dir="/a\0")
+
+
+# TFLite refuses an existing file ---------------------------------------------
+
+
+def fake_tflite_conversion(monkeypatch, flatbuffer):
+    class FakeConverter:
+        optimizations = []
+
+        def convert(self):
+            return flatbuffer
+
+    monkeypatch.setattr(
+        tf.lite.TFLiteConverter,
+        "from_saved_model",
+        staticmethod(lambda path: FakeConverter()),
+    )
+
+
+def test_tflite_refuses_an_existing_file_unless_overwrite(
+    tiny, tmp_path, monkeypatch
+):
+    fake_tflite_conversion(monkeypatch, b"new")
+    target = tmp_path / "w.tflite"
+    target.write_bytes(b"mine")
+    with pytest.raises(FileExistsError, match=re.escape(str(target))):
+        export.export_tflite(tiny, target, width=0.25)
+    assert visible_entries(tmp_path) == ["w.tflite"]
+    assert target.read_bytes() == b"mine"
+    export.export_tflite(tiny, target, width=0.25, overwrite=True)
+    assert visible_entries(tmp_path) == ["w.tflite"]
+    assert target.read_bytes() == b"new"
+
+
+# Leftovers of killed exports -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dead_pid():
+    """The id of a process that has ended."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_leftovers_of_ended_exports_are_removed(tiny, tmp_path, dead_pid):
+    base = tmp_path / "serving"
+    export.export_for_serving(tiny, base, NAME, widths=[0.25])
+    model_folder = base / export.served_model_name(NAME, 0.25)
+    dead = [
+        model_folder / f".1.partial-{dead_pid}-0123456789ab",
+        model_folder / f".1.old-{dead_pid}-0123456789ab",
+        base / f".export.publish-{dead_pid}-0123456789ab",
+        base / f".models.config.partial-{dead_pid}-0123456789ab",
+    ]
+    # A running export's (this process is running) and a user's own.
+    kept = [
+        model_folder / f".2.partial-{os.getpid()}-0123456789ab",
+        model_folder / ".mine",
+    ]
+    for path in dead + kept:
+        (path / "variables").mkdir(parents=True)
+        (path / "saved_model.pb").write_bytes(b"")
+    export.export_for_serving(tiny, base, NAME, widths=[0.5])
+    for path in dead:
+        assert not path.exists(), path
+    for path in kept:
+        assert path.exists(), path
+    # Nothing left looks like a version to TF Serving (numeric names).
+    for folder in base.iterdir():
+        if folder.is_dir():
+            assert [p.name for p in folder.iterdir() if p.name.isdigit()] == [
+                "1"
+            ]
+
+
+def test_saved_model_moved_aside_by_a_killed_export_is_restored(
+    tiny, tmp_path, dead_pid
+):
+    # Killed between moving the old folder aside and moving the new one in.
+    retired = tmp_path / f".all.old-{dead_pid}-0123456789ab"
+    retired.mkdir()
+    (retired / "saved_model.pb").write_bytes(b"old")
+    partial = tmp_path / f".all.partial-{dead_pid}-0123456789ab"
+    partial.mkdir()
+    with pytest.raises(FileExistsError):
+        export.export_saved_model(tiny, tmp_path / "all", widths=[0.25])
+    assert visible_entries(tmp_path) == ["all", "all/saved_model.pb"]
+    assert (tmp_path / "all" / "saved_model.pb").read_bytes() == b"old"
+
+
+def test_tflite_scratch_of_a_killed_export_is_removed(
+    tiny, tmp_path, monkeypatch, dead_pid
+):
+    fake_tflite_conversion(monkeypatch, b"flatbuffer")
+    scratch = tmp_path / f".w.tflite.scratch-{dead_pid}-0123456789ab"
+    (scratch / "variables").mkdir(parents=True)
+    export.export_tflite(tiny, tmp_path / "w.tflite", width=0.25)
+    assert visible_entries(tmp_path) == ["w.tflite"]
+
+
+# The command line ------------------------------------------------------------
+
+
+def run_cli(*args):
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # What a user's shell has.
+    return subprocess.run(
+        [sys.executable, "-m", "keras_slimmable.export", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
+def test_cli_help_does_not_import_tensorflow():
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keras_slimmable.export"]
+        + ["--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "--weights" in result.stdout
+    assert "defaults to the model's widest" in result.stdout
+    imported = [
+        line.split("|")[-1].strip() for line in result.stderr.splitlines()
+    ]
+    assert "absl" in imported
+    assert "tensorflow" not in imported
+    assert "keras" not in imported
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--model=s_mobilenet_v1", "--format=tflite", "--out=x.tflite"],
+            "--weights is required: 'imagenet', a reference checkpoint "
+            "(.pt/.pth), a .weights.h5 file, or 'none' for random",
+        ),
+        (
+            ["--model=nope", "--weights=none", "--out=x"],
+            "Unknown --model=nope. Choose one of: s_mobilenet_v1, ",
+        ),
+        (
+            ["--model=s_mobilenet_v1", "--weights=none", "--out=x"]
+            + ["--width=0.5"],
+            "--width is for --format tflite",
+        ),
+    ],
+)
+def test_cli_errors_are_one_message(tmp_path, args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert "python -m keras_slimmable.export: error:" in result.stderr
+    assert "cuInit" not in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_tflite_names_the_width_and_the_random_weights(tmp_path):
+    out = tmp_path / "m.tflite"
+    args = ["--model=s_mobilenet_v1", "--format=tflite", f"--out={out}"]
+    args += ["--image_size=32", "--classes=10"]
+    result = run_cli(*args, "--weights=none")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "random (untrained) weights" in result.stdout
+    assert "at width 1.0 (the widest; --width picks another)" in result.stdout
+    # Only the command's own output: no TensorFlow or converter logs.
+    assert result.stderr == ""
+    assert out.is_file()
+    before = out.read_bytes()
+
+    result = run_cli(*args, "--weights=none", "--width=0.25")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{out} already exists" in result.stderr
+    assert "Pass --overwrite to replace it." in result.stderr
+    assert "overwrite=True" not in result.stderr
+    assert out.read_bytes() == before

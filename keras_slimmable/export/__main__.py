@@ -1,24 +1,37 @@
-"""Exports a zoo model for TF Serving, as one SavedModel, or as TFLite.
+r"""Exports a zoo model for TF Serving, as one SavedModel, or as TFLite.
 
 Examples:
 
     python -m keras_slimmable.export --model s_mobilenet_v1 \
-        --weights s_mobilenet_v1.pt --format serving --out /srv/models
+        --weights imagenet --format serving --out /srv/models
     python -m keras_slimmable.export --model s_mobilenet_v1 \
         --weights imagenet --format tflite --width 0.5 --out mnv1_0_5.tflite
+
+--weights is required: `imagenet`, a reference checkpoint, a .weights.h5
+file of this package, or `none` for random (untrained) weights. A TFLite
+file holds one width: --width, or the widest if unset (the output says
+which).
 """
 
-from absl import app
-from absl import flags
-from absl import logging
+import contextlib
+import os
+import sys
+import tempfile
 
-flags.DEFINE_string("model", None, "Zoo model name, e.g. s_mobilenet_v1.")
-flags.DEFINE_string(
-    "weights",
-    None,
-    "'imagenet', a reference checkpoint, or a .weights.h5 file; "
-    "random weights if unset.",
+from absl import flags
+
+from keras_slimmable import _cli
+
+PROGRAM = "python -m keras_slimmable.export"
+WEIGHTS_CHOICES = (
+    "'imagenet', a reference checkpoint (.pt/.pth), a .weights.h5 file, or "
+    "'none' for random (untrained) weights"
 )
+
+flags.DEFINE_string(
+    "model", None, "Zoo model name, e.g. s_mobilenet_v1 (required)."
+)
+flags.DEFINE_string("weights", None, f"Required: {WEIGHTS_CHOICES}.")
 flags.DEFINE_enum(
     "format",
     "serving",
@@ -27,9 +40,15 @@ flags.DEFINE_enum(
     "models.config; saved_model: one SavedModel with a signature per width; "
     "tflite: one .tflite file of --width.",
 )
-flags.DEFINE_string("out", None, "Output folder (or .tflite file).")
-flags.DEFINE_list("widths", None, "Widths to export; defaults to all.")
-flags.DEFINE_float("width", None, "The width of a TFLite export.")
+flags.DEFINE_string("out", None, "Output folder (or .tflite file; required).")
+flags.DEFINE_list(
+    "widths", None, "Widths to export (serving, saved_model); defaults to all."
+)
+flags.DEFINE_float(
+    "width",
+    None,
+    "The width of a TFLite export; defaults to the model's widest.",
+)
 flags.DEFINE_enum(
     "quantization",
     None,
@@ -50,49 +69,146 @@ flags.mark_flags_as_required(["model", "out"])
 FLAGS = flags.FLAGS
 
 
+def _check_flags():
+    if FLAGS.weights is None:
+        raise _cli.CommandLineError(
+            f"--weights is required: {WEIGHTS_CHOICES}."
+        )
+    if FLAGS.format == "tflite" and FLAGS.widths is not None:
+        raise _cli.CommandLineError(
+            "--widths is for --format serving or saved_model; a TFLite file "
+            f"holds one width, --width. Received: --widths={FLAGS.widths}"
+        )
+    if FLAGS.format != "tflite":
+        for name in ("width", "quantization"):
+            if FLAGS[name].present:
+                raise _cli.CommandLineError(
+                    f"--{name} is for --format tflite. Received: "
+                    f"--format={FLAGS.format}, --{name}={FLAGS[name].value}"
+                )
+
+
+def _parse_widths(text):
+    widths = []
+    for item in text:
+        try:
+            widths.append(float(item))
+        except ValueError:
+            raise _cli.CommandLineError(
+                f"--widths must be numbers, e.g. 0.25,1.0. Received: {item!r}"
+            ) from None
+    return widths
+
+
+@contextlib.contextmanager
+def _quiet_stderr(quiet):
+    """Hides what C++ and absl log to standard error (the TFLite
+    converter's MLIR passes print about 14 lines, out of reach of Python's
+    logging), replaying it if the block fails."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            scratch.seek(0)
+            sys.stderr.write(scratch.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not FLAGS["verbosity"].present:
-        # TensorFlow logs every SavedModel it writes at INFO.
-        logging.set_verbosity(logging.WARNING)
+        raise _cli.CommandLineError(f"Unexpected arguments: {argv[1:]}")
+    _check_flags()
+    widths = None if FLAGS.widths is None else _parse_widths(FLAGS.widths)
+    if (
+        FLAGS.format != "serving"
+        and os.path.exists(FLAGS.out)
+        and not FLAGS.overwrite
+    ):
+        # Before the model is built (the library checks again).
+        raise _cli.CommandLineError(
+            f"{FLAGS.out} already exists; it is left as it is. Pass "
+            "--overwrite to replace it."
+        )
     from keras_slimmable import export
     from keras_slimmable import zoo
 
+    if FLAGS.model not in zoo.list_models():
+        raise _cli.CommandLineError(
+            f"Unknown --model={FLAGS.model}. Choose one of: "
+            f"{', '.join(zoo.list_models())}."
+        )
+    weights = None if FLAGS.weights.lower() == "none" else FLAGS.weights
     size = FLAGS.image_size
     model = zoo.create_model(
         FLAGS.model,
-        weights=FLAGS.weights,
+        weights=weights,
         input_shape=(size, size, 3),
         classes=FLAGS.classes,
     )
-    widths = None if FLAGS.widths is None else [float(w) for w in FLAGS.widths]
-    if FLAGS.format == "serving":
-        written = export.export_for_serving(
-            model,
-            FLAGS.out,
-            FLAGS.name or FLAGS.model,
-            version=FLAGS.version,
-            widths=widths,
-            overwrite=FLAGS.overwrite,
-            server_base_dir=FLAGS.server_base_dir,
+    if weights is None:
+        print(
+            f"Note: exporting random (untrained) weights of {FLAGS.model} "
+            "(--weights none)."
         )
-        for width, path in written.items():
-            print(f"width {width}: {path}")
-    elif FLAGS.format == "saved_model":
-        path = export.export_saved_model(
-            model, FLAGS.out, widths=widths, overwrite=FLAGS.overwrite
-        )
-        print(f"{path} (signatures per width and serving_default)")
-    else:
-        path = export.export_tflite(
-            model,
-            FLAGS.out,
-            width=FLAGS.width,
-            quantization=FLAGS.quantization,
-        )
-        print(f"{path}")
+    try:
+        if FLAGS.format == "serving":
+            written = export.export_for_serving(
+                model,
+                FLAGS.out,
+                FLAGS.name or FLAGS.model,
+                version=FLAGS.version,
+                widths=widths,
+                overwrite=FLAGS.overwrite,
+                server_base_dir=FLAGS.server_base_dir,
+            )
+            print(f"Exported {FLAGS.model} for TF Serving:")
+            for width, path in written.items():
+                print(f"  width {width}: {path}")
+            print(f"  {os.path.join(FLAGS.out, 'models.config')}")
+        elif FLAGS.format == "saved_model":
+            path = export.export_saved_model(
+                model, FLAGS.out, widths=widths, overwrite=FLAGS.overwrite
+            )
+            exported = widths or model.widths
+            print(
+                f"Exported {FLAGS.model} at widths "
+                f"{', '.join(str(w) for w in sorted(exported))} to {path} "
+                "(a signature per width, serving_default the widest)"
+            )
+        else:
+            width = FLAGS.width
+            if width is None:
+                width = max(model.widths)
+                which = " (the widest; --width picks another)"
+            else:
+                which = ""
+            with _quiet_stderr(not FLAGS.verbose):
+                path = export.export_tflite(
+                    model,
+                    FLAGS.out,
+                    width=width,
+                    quantization=FLAGS.quantization,
+                    overwrite=FLAGS.overwrite,
+                )
+            print(
+                f"Exported {FLAGS.model} at width {width}{which}, "
+                f"{FLAGS.quantization or 'float32'}, to {path}"
+            )
+    except FileExistsError as error:
+        raise _cli.CommandLineError(
+            str(error).replace("overwrite=True", "--overwrite")
+        ) from error
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, PROGRAM)

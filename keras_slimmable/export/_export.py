@@ -1,0 +1,510 @@
+"""The exports themselves: SavedModel, TF Serving's layout, TFLite.
+
+TensorFlow-only (SavedModel and TFLite are TensorFlow formats); imported
+on first use of `keras_slimmable.export`'s functions.
+"""
+
+import os
+import posixpath
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from keras_slimmable.export import _files
+from keras_slimmable.export._models_config import format_models_config
+from keras_slimmable.export._models_config import pinned_versions
+from keras_slimmable.export._names import INPUT_NAME
+from keras_slimmable.export._names import QUANTIZATIONS
+from keras_slimmable.export._names import check_model_name
+from keras_slimmable.export._names import served_model_name
+from keras_slimmable.export._names import signature_name
+from keras_slimmable.widths import width_index
+
+MODELS_CONFIG = "models.config"
+
+
+def export_saved_model(model, path, widths=None, overwrite=False):
+    """Writes one SavedModel that serves every width.
+
+    The SavedModel has one signature per width, `serving_w0_25`,
+    `serving_w0_5`, ..., plus `serving_default` (the widest exported
+    width); every signature takes a float32 batch named `images` of the
+    model's input shape. The variables are stored once, at full width.
+
+    Args:
+        model: a `SlimmableModel`.
+        path: the SavedModel folder to create.
+        widths: the widths to export. Defaults to all of `model.widths`.
+        overwrite: replace an existing folder at `path`. Defaults to
+            `False`.
+
+    Returns:
+        The `Path` written.
+
+    Raises:
+        FileExistsError: if `path` exists and `overwrite` is False (the
+            existing folder is left intact).
+        ValueError: for a width the model does not have.
+    """
+    widths = _check_widths(model, widths)
+    path = Path(path)
+    _tidy_beside(path)
+    _refuse_existing(path, overwrite)
+    archive = _archive()
+    spec = _input_spec(model)
+    # The first endpoint becomes `serving_default`: add the widest first.
+    for width in sorted(widths, reverse=True):
+        archive.add_endpoint(
+            signature_name(width),
+            _serving_function(model, width),
+            input_signature=[spec],
+        )
+    with _files.atomic_directory(path, overwrite) as staging:
+        archive.write_out(str(staging), verbose=False)
+    return path
+
+
+def export_for_serving(
+    model,
+    base_dir,
+    name,
+    version=1,
+    widths=None,
+    overwrite=False,
+    server_base_dir=None,
+):
+    """Writes TF Serving's layout: one served model per width.
+
+    For every width, `<base_dir>/<name>_w0_25/<version>/` holds a SavedModel
+    of that width alone (built with `model.materialize(width)`, so it holds
+    only that width's weights), whose `serving_default` signature takes a
+    float32 batch named `images`. `<base_dir>/models.config` lists the
+    served models as a `model_config_list`, for
+    `tensorflow_model_server --model_config_file=.../models.config`, each
+    pinned to its version (`model_version_policy { specific { ... } }`).
+
+    Publishing is all or nothing, even if the process is killed: a server
+    reading `models.config` sees either the whole previous export or the
+    whole new one. Every width is written under a hidden, non-numeric
+    folder first; then the new versions are put in place, which changes
+    nothing served since `models.config` pins the versions it serves; then
+    `models.config` is replaced, atomically. Replacing an existing version
+    (`overwrite=True`) first points `models.config` at the complete staged
+    copies, replaces the version folders, then points it back. What a
+    killed export leaves behind is completed or removed by the next export
+    into `base_dir`. Run one export into a `base_dir` at a time.
+
+    Args:
+        model: a `SlimmableModel`.
+        base_dir: the folder that holds the served models.
+        name: the model name; each width is served as `<name>_w<width>`.
+            1 to 200 ASCII letters, digits, `_` or `-`, starting with a
+            letter or digit: it is part of TF Serving's URLs
+            (`/v1/models/<name>_w0_5:predict`) and a folder name.
+        version: the version number. Defaults to `1`.
+        widths: the widths to export. Defaults to all of `model.widths`.
+        overwrite: replace existing versions. Defaults to `False`.
+        server_base_dir: `base_dir` as the server sees it, written into
+            `models.config` (e.g. `/models` inside the `tensorflow/serving`
+            container). Defaults to the absolute `base_dir`.
+
+    Returns:
+        A dict `{width: Path of the version folder}`.
+
+    Raises:
+        FileExistsError: if a version exists and `overwrite` is False;
+            nothing is written then.
+        ValueError: for a bad width, version, name or server_base_dir.
+    """
+    widths = _check_widths(model, widths)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(
+            f"`version` must be a positive int. Received: version={version!r}"
+        )
+    check_model_name(name)
+    base_dir = Path(base_dir)
+    server_base = _server_base(base_dir, server_base_dir)
+    versions = {served_model_name(name, width): version for width in widths}
+    targets = {
+        width: base_dir / served_model_name(name, width) / str(version)
+        for width in widths
+    }
+    _tidy_serving_folder(base_dir, name)
+    for target in targets.values():
+        _refuse_existing(target, overwrite)
+    created = _files.new_folder(base_dir)
+    staging = _files.hidden_sibling(base_dir / "export", "publish")
+    staging.mkdir()
+    try:
+        for width in widths:
+            narrow = model.materialize(width)
+            archive = _archive()
+            archive.add_endpoint(
+                "serving_default",
+                _plain_serving_function(narrow),
+                input_signature=[_input_spec(model)],
+            )
+            folder = staging / served_model_name(name, width) / str(version)
+            folder.parent.mkdir()
+            archive.write_out(str(folder), verbose=False)
+        replacing = any(target.exists() for target in targets.values())
+        publish = _publish if overwrite and replacing else _publish_new
+        publish(base_dir, staging, name, model.widths, versions, server_base)
+    finally:
+        if not _referenced(base_dir, staging):
+            _files.remove(staging)
+            _files.remove_empty(created)
+    # What killed exports left and `models.config` no longer names.
+    _tidy_serving_folder(base_dir, name)
+    return targets
+
+
+def export_tflite(model, path, width=None, quantization=None, overwrite=False):
+    """Writes a TFLite file of one width.
+
+    Converts `model.materialize(width)` (only that width's weights) through
+    a SavedModel, with `tf.lite.TFLiteConverter.from_saved_model`.
+
+    Args:
+        model: a `SlimmableModel`.
+        path: the `.tflite` file to write.
+        width: the width. Defaults to `model.width`.
+        quantization: `None` (float32), `"float16"` (weights in float16) or
+            `"dynamic_range"` (int8 weights, float activations). Defaults
+            to `None`.
+        overwrite: replace an existing file at `path`. Defaults to `False`.
+
+    Returns:
+        The `Path` written.
+
+    Raises:
+        FileExistsError: if `path` exists and `overwrite` is False (the
+            existing file is left intact).
+        ValueError: for a bad width or quantization.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(
+            f"`quantization` must be one of {QUANTIZATIONS}. Received: "
+            f"quantization={quantization!r}"
+        )
+    _check_model(model)
+    width = model.width if width is None else width
+    (width,) = _check_widths(model, [width])
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"`path` must name a .tflite file, not a folder. Received: "
+            f"path={str(path)!r}"
+        )
+    _tidy_beside(path)
+    _refuse_existing(path, overwrite)
+    narrow = model.materialize(width)
+    created = _files.new_folder(path.parent)
+    # Beside the target rather than in /tmp: a killed export's scratch
+    # folder is then found and removed by the next export there.
+    scratch = _files.hidden_sibling(path, "scratch")
+    scratch.mkdir()
+    written = False
+    try:
+        archive = _archive()
+        archive.add_endpoint(
+            "serving_default",
+            _plain_serving_function(narrow),
+            input_signature=[_input_spec(model, batch_size=1)],
+        )
+        archive.write_out(str(scratch), verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(scratch))
+        if quantization is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        flatbuffer = converter.convert()
+        _files.remove(scratch)
+        if path.exists() and not overwrite:
+            raise FileExistsError(
+                f"{path} appeared during the export; it is left as it is. "
+                "Pass overwrite=True to replace it."
+            )
+        _files.atomic_write_bytes(path, flatbuffer)
+        written = True
+    finally:
+        _files.remove(scratch)
+        if not written:
+            _files.remove_empty(created)
+    return path
+
+
+# Publishing to TF Serving ----------------------------------------------------
+
+
+def _publish_new(base_dir, staging, name, widths, versions, server_base):
+    """Publishes staged versions none of which exists yet.
+
+    The version folders are moved into place first: `models.config` pins
+    the versions a server serves, so they change nothing until it is
+    replaced, last.
+    """
+    moved = []
+    created = []
+    try:
+        for served, version in versions.items():
+            path = base_dir / served / str(version)
+            if path.exists():
+                raise FileExistsError(
+                    f"{path} appeared during the export; it is left as it "
+                    "is. Pass overwrite=True to replace it."
+                )
+            created += _files.new_folder(path.parent)
+            os.replace(staging / served / str(version), path)
+            moved.append((path, staging / served / str(version)))
+        _write_models_config(base_dir, name, widths, versions, server_base)
+    except BaseException:
+        for path, source in reversed(moved):
+            os.replace(path, source)
+        _files.remove_empty(created)
+        raise
+
+
+def _publish(base_dir, staging, name, widths, versions, server_base):
+    """Publishes staged versions, replacing those that exist.
+
+    A version folder cannot be replaced atomically, nor several at once, so
+    `models.config` is first pointed at the staged copies (the server then
+    serves the whole new export), the version folders are replaced by
+    hard-linked copies, and `models.config` is pointed back. Killed in
+    between, `models.config` still names the staged copies and the next
+    export completes the replacement (`_tidy_serving_folder`).
+    """
+    config = base_dir / MODELS_CONFIG
+    old_config = config.read_bytes() if config.exists() else None
+    _write_models_config(
+        base_dir, name, widths, versions, server_base, staging=staging
+    )
+    swapped = []
+    try:
+        for served, version in versions.items():
+            swapped.append(_replace_version(staging, base_dir, served, version))
+        _write_models_config(base_dir, name, widths, versions, server_base)
+    except BaseException:
+        for path, retired, created in reversed(swapped):
+            if retired is None:
+                _files.remove(path)
+                _files.remove_empty(created)
+            else:
+                _files.replace_folder(retired, path)
+        if old_config is None:
+            config.unlink(missing_ok=True)
+        else:
+            _files.atomic_write_bytes(config, old_config)
+        raise
+    for _, retired, _ in swapped:
+        if retired is not None:
+            _files.remove(retired)
+
+
+def _replace_version(staging, base_dir, served, version):
+    """Puts a hard-linked copy of a staged version in place.
+
+    Returns:
+        `(version folder, the old one moved aside or None, folders made)`.
+    """
+    path = base_dir / served / str(version)
+    created = _files.new_folder(path.parent)
+    copy = _files.hidden_sibling(path, "partial")
+    try:
+        _files.link_tree(staging / served / str(version), copy)
+        retired = None
+        if path.exists():
+            retired = _files.hidden_sibling(path, "old")
+            os.replace(path, retired)
+        try:
+            os.replace(copy, path)
+        except BaseException:
+            if retired is not None:
+                os.replace(retired, path)
+            raise
+    finally:
+        _files.remove(copy)
+    return path, retired, created
+
+
+def _write_models_config(
+    base_dir, name, widths, versions, server_base, staging=None
+):
+    """Writes `models.config` listing every served width under `base_dir`.
+
+    The widths in `versions` (`{served name: version}`) are pinned to
+    those versions, at their staged copies if `staging` is given. Every
+    other `<name>_w*` width keeps the version the current `models.config`
+    pins, or else its highest version folder, so exporting some widths
+    later keeps the others served. `server_base` is joined with `/`: it is
+    a path on the server (often a container), not necessarily here.
+    """
+    config = base_dir / MODELS_CONFIG
+    pinned = pinned_versions(config.read_text()) if config.exists() else {}
+    entries = []
+    for width in sorted(widths):
+        served = served_model_name(name, width)
+        base_path = posixpath.join(server_base, served)
+        if served in versions:
+            version = versions[served]
+            if staging is not None:
+                base_path = posixpath.join(server_base, staging.name, served)
+        else:
+            version = pinned.get(served)
+            if (
+                version is None
+                or not (base_dir / served / str(version)).is_dir()
+            ):
+                version = _highest_version(base_dir / served)
+            if version is None:
+                continue
+        entries.append((served, base_path, version))
+    text = format_models_config(entries)
+    _files.atomic_write_bytes(config, text.encode())
+
+
+def _highest_version(folder):
+    """The highest numeric version folder TF Serving would load, or None."""
+    if not folder.is_dir():
+        return None
+    versions = [
+        int(child.name)
+        for child in folder.iterdir()
+        if child.name.isascii() and child.name.isdigit() and child.is_dir()
+    ]
+    return max(versions, default=None)
+
+
+def _referenced(base_dir, staging):
+    config = base_dir / MODELS_CONFIG
+    return config.exists() and staging.name in config.read_text()
+
+
+def _tidy_serving_folder(base_dir, name):
+    """Completes or removes what killed exports left in `base_dir`.
+
+    A publish folder that `models.config` still names is being served: its
+    versions are copied into place (completing the killed replacement) and
+    it is kept until `models.config` stops naming it. Hidden leftovers of
+    ended processes are removed.
+    """
+    if not base_dir.is_dir():
+        return
+    referenced = [
+        child
+        for child in sorted(base_dir.iterdir())
+        if child.is_dir()
+        and (_files.parse_leftover(child) or (None, None))[1] == "publish"
+        and _referenced(base_dir, child)
+    ]
+    for staging in referenced:
+        for model_folder in sorted(staging.iterdir()):
+            for version in sorted(model_folder.iterdir()):
+                if not version.name.isdigit():
+                    continue
+                _, retired, _ = _replace_version(
+                    staging, base_dir, model_folder.name, int(version.name)
+                )
+                if retired is not None:
+                    _files.remove(retired)
+    _files.remove_leftovers(base_dir, keep=referenced)
+    for child in base_dir.iterdir():
+        if child.is_dir() and child.name.startswith(f"{name}_w"):
+            _files.remove_leftovers(child)
+
+
+def _tidy_beside(path):
+    """Restores or removes what killed exports to `path` left beside it."""
+    if path.parent.is_dir():
+        _files.restore_retired(path)
+        _files.remove_leftovers(path.parent, targets={path.name})
+
+
+# Helpers ---------------------------------------------------------------------
+
+
+def _archive():
+    """An `ExportArchive` whose endpoints track the variables they use.
+
+    `ExportArchive.track(model)` is deliberately not called: on the
+    TensorFlow backend it stores every variable twice (once as the
+    `keras.Variable` that `track` lists, once as the `tf.Variable` the
+    endpoints capture; keras-team/keras#23553), doubling the SavedModel and
+    the memory of every server that loads it. The endpoints alone track
+    every variable they read, which is all a served model needs (these
+    models have no lookup tables, the one thing `track` adds).
+    """
+    return keras.export.ExportArchive()
+
+
+def _server_base(base_dir, server_base_dir):
+    if server_base_dir is None:
+        return str(base_dir.resolve())
+    if isinstance(server_base_dir, os.PathLike):
+        server_base_dir = os.fspath(server_base_dir)
+    if (
+        not isinstance(server_base_dir, str)
+        or not server_base_dir
+        or "\0" in server_base_dir
+    ):
+        raise ValueError(
+            "`server_base_dir` must be a non-empty path without NUL "
+            f"characters. Received: server_base_dir={server_base_dir!r}"
+        )
+    return server_base_dir
+
+
+def _check_model(model):
+    if not (hasattr(model, "widths") and hasattr(model, "materialize")):
+        raise TypeError(
+            "`model` must be a `keras_slimmable.SlimmableModel`. Received: "
+            f"model={model!r} of type {type(model).__name__}"
+        )
+
+
+def _check_widths(model, widths):
+    _check_model(model)
+    if widths is None:
+        return tuple(model.widths)
+    if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+        raise ValueError(
+            "`widths` must be a list of widths, e.g. [0.25, 1.0]. "
+            f"Received: widths={widths!r}"
+        )
+    widths = list(widths)
+    if not widths:
+        raise ValueError(
+            "`widths` must name at least one width of the model "
+            f"{tuple(model.widths)}. Received: widths={widths!r}"
+        )
+    checked = [model.widths[width_index(model.widths, w)] for w in widths]
+    return tuple(sorted(set(checked)))
+
+
+def _input_spec(model, batch_size=None):
+    shape = tuple(model.input.shape[1:])
+    return tf.TensorSpec((batch_size,) + shape, tf.float32, name=INPUT_NAME)
+
+
+def _serving_function(model, width):
+    def serve(images):
+        return model(images, training=False, width=width)
+
+    return serve
+
+
+def _plain_serving_function(model):
+    def serve(images):
+        return model(images, training=False)
+
+    return serve
+
+
+def _refuse_existing(path, overwrite):
+    if path.exists() and not overwrite:
+        raise FileExistsError(
+            f"{path} already exists; it is left as it is. Pass "
+            "overwrite=True to replace it."
+        )
