@@ -12,9 +12,25 @@ from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.metrics import WidthMetrics
 from keras_slimmable.trainers import SlimmableTrainer
 from keras_slimmable.trainers import WeightCache
+from keras_slimmable.widths import implicit_width_allowed
+from keras_slimmable.widths import implicit_width_scope
 from keras_slimmable.widths import standardize_widths
 from keras_slimmable.widths import width_index
 from keras_slimmable.widths import width_scope
+
+
+def _computing_shapes():
+    """Whether Keras is computing output shapes (`compute_output_spec`).
+
+    Its symbolic build traces the model without `width=` to learn the
+    output structure, which is the same at every width. Private Keras API
+    (the public `keras.SymbolicScope` has no reader); if it moves, the
+    backend tests' `train_on_batch` on JAX fails.
+    """
+    from keras.src.backend.common.symbolic_scope import in_symbolic_scope
+
+    return in_symbolic_scope()
+
 
 _SLIMMABLE_LAYERS = (
     SlimmableConv2D,
@@ -191,7 +207,29 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         )
 
     def call(self, inputs, training=None, mask=None, width=None):
-        """Runs the model at `width` (defaults to `self.width`)."""
+        """Runs the model at `width` (defaults to `self.width`).
+
+        Inside a compiled function of the user's own (`tf.function`,
+        `jax.jit`), pass `width=`: the width is read when the function is
+        traced, so the default would silently stay the width of that trace
+        after `set_width`. A call without it there is an error.
+        """
+        if (
+            width is None
+            and len(self._widths) > 1
+            and not implicit_width_allowed()
+            and not _computing_shapes()
+            and self._is_tracing(inputs)
+        ):
+            raise ValueError(
+                f"SlimmableModel '{self.name}' was called without `width=` "
+                "inside a compiled function (tf.function, jax.jit). The "
+                "width is fixed when the function is traced, so after "
+                "`set_width` it would silently keep the old one. Pass the "
+                f"width, e.g. model(x, width=0.5) (widths: {self._widths}), "
+                "or call the model eagerly or through `predict`, which "
+                "follow `set_width`."
+            )
         index = self._width_index(width)
         return self._run_at_width(inputs, index, training=training, mask=mask)
 
@@ -201,7 +239,7 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             return super().call(inputs, training=training, mask=mask)
 
     def compute_output_spec(self, inputs, training=None, mask=None, width=None):
-        with width_scope(self._width_index(width)):
+        with width_scope(self._width_index(width)), implicit_width_scope():
             return super().compute_output_spec(
                 inputs, training=training, mask=mask
             )

@@ -20,6 +20,12 @@ import struct
 _ACTIVE_WIDTH_INDEX = contextvars.ContextVar(
     "keras_slimmable_active_width_index", default=None
 )
+# Set while the package traces a call whose compiled function belongs to
+# one width (Keras's predict function, kept per width): there a model call
+# without `width=` may read the model's default width.
+_IMPLICIT_WIDTH = contextvars.ContextVar(
+    "keras_slimmable_implicit_width", default=False
+)
 
 
 def make_divisible(value, divisor=8, min_value=1):
@@ -136,8 +142,9 @@ def width_index(widths, width):
     value = _real_number(width)
     if value is None:
         raise ValueError(
-            f"A width must be a real number, one of {tuple(widths)}. "
-            f"Received: width={width!r} of type {type(width).__name__}"
+            "A width must be a real number, one of the widths "
+            f"{tuple(widths)}. Received: width={width!r} of type "
+            f"{type(width).__name__}"
         )
     value = _float32(value)
     for index, candidate in enumerate(widths):
@@ -183,3 +190,19 @@ def active_width_index():
     per-width lists).
     """
     return _ACTIVE_WIDTH_INDEX.get()
+
+
+@contextlib.contextmanager
+def implicit_width_scope():
+    """Lets model calls without `width=` read the default width while a
+    compiled function is traced (for functions kept per width)."""
+    token = _IMPLICIT_WIDTH.set(True)
+    try:
+        yield
+    finally:
+        _IMPLICIT_WIDTH.reset(token)
+
+
+def implicit_width_allowed():
+    """Whether an `implicit_width_scope` is active."""
+    return _IMPLICIT_WIDTH.get()

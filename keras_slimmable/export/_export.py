@@ -9,8 +9,8 @@ import posixpath
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
+from keras_slimmable._optional import require_tensorflow
 from keras_slimmable.export import _files
 from keras_slimmable.export._models_config import format_models_config
 from keras_slimmable.export._models_config import pinned_versions
@@ -20,6 +20,10 @@ from keras_slimmable.export._names import check_model_name
 from keras_slimmable.export._names import served_model_name
 from keras_slimmable.export._names import signature_name
 from keras_slimmable.widths import width_index
+
+tf = require_tensorflow(
+    "keras_slimmable.export (SavedModel, TF Serving and TFLite)"
+)
 
 MODELS_CONFIG = "models.config"
 

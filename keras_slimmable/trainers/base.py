@@ -9,6 +9,8 @@ predict function per width.
 
 import keras
 
+from keras_slimmable.widths import implicit_width_scope
+
 
 class SlimmableTrainerBase:
     """Mixed into `SlimmableModel` ahead of the backend's trainer.
@@ -21,6 +23,16 @@ class SlimmableTrainerBase:
     def _replicas_in_sync(self):
         """Replicas a `tf.distribute` strategy splits the batch over."""
         return 1
+
+    def _is_tracing(self, inputs):
+        """Whether `inputs` are being traced into a compiled function."""
+        return False
+
+    def predict_step(self, *args, **kwargs):
+        # The predict function is kept per width (`make_predict_function`),
+        # so its trace may read the default width.
+        with implicit_width_scope():
+            return super().predict_step(*args, **kwargs)
 
     def _run_at_width(self, inputs, index, training=None, mask=None):
         return self._forward(inputs, index, training=training, mask=mask)

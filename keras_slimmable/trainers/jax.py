@@ -46,6 +46,11 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
     def predict(self, *args, **kwargs):
         return self._keeping_state(super().predict, *args, **kwargs)
 
+    def _is_tracing(self, inputs):
+        return any(
+            isinstance(t, jax.core.Tracer) for t in keras.tree.flatten(inputs)
+        )
+
     def _stateless_width_loss(
         self,
         trainable_variables,

@@ -42,6 +42,9 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
     def _replicas_in_sync(self):
         return tf.distribute.get_strategy().num_replicas_in_sync
 
+    def _is_tracing(self, inputs):
+        return not tf.executing_eagerly()
+
     # Inference ----------------------------------------------------------
 
     def __call__(self, *args, **kwargs):

@@ -222,3 +222,37 @@ def test_a_failed_fit_leaves_the_model_usable():
         model.fit(x, y, verbose=0)
     np.testing.assert_array_equal(numpy(model(x, width=0.5)), expected)
     assert model.predict(x, verbose=0).shape == (len(x), 4)
+
+
+def _compile(function):
+    """The backend's own compiler, as a user would wrap a call."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(function)
+    if backend == "jax":
+        import jax
+
+        return jax.jit(function)
+    pytest.skip("the PyTorch backend runs calls eagerly: nothing is traced")
+
+
+def test_a_users_compiled_function_never_runs_a_stale_width():
+    # Issue 11: tf.function(lambda x: model(x)) traced at 1.0 kept running
+    # 1.0 after set_width(0.5). Without `width=` it is now an error; with
+    # it, the width is right.
+    model = build_model()
+    x, _ = data()
+    implicit = _compile(lambda images: model(images))
+    with pytest.raises(ValueError, match="without `width=`"):
+        implicit(x)
+    explicit = _compile(lambda images: model(images, width=0.5))
+    np.testing.assert_allclose(
+        numpy(explicit(x)), numpy(model(x, width=0.5)), atol=1e-6
+    )
+    # Keras's own predict follows set_width (one function per width).
+    model.set_width(0.5)
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0), numpy(model(x, width=0.5)), atol=1e-6
+    )
