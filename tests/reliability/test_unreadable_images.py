@@ -91,7 +91,7 @@ def test_a_jpeg_with_data_after_its_end_is_readable(tmp_path):
     assert labels_of(dataset) == [0]
 
 
-def test_a_file_damaged_after_the_check_is_named_when_read(tmp_path):
+def test_a_file_damaged_after_the_check_is_named_when_read(tmp_path, capfd):
     # Passes the up-front check, then changes on disk: decoding fails in
     # the middle of an epoch, and the error still names the file.
     for k in range(4):
@@ -114,7 +114,11 @@ def test_a_file_damaged_after_the_check_is_named_when_read(tmp_path):
         str(tmp_path), training=False, unreadable="skip", **ARGUMENTS
     )
     late.write_text("replaced by text\n")
+    capfd.readouterr()
     assert labels_of(skipping) == [0, 0, 0]
+    assert (
+        f'skipped the unreadable image file "{late}"' in capfd.readouterr().err
+    )
 
 
 def test_unreadable_must_be_error_or_skip(tmp_path):
