@@ -98,52 +98,75 @@ def _decode_random_resized_crop(contents, size, scale, seed):
     )
 
 
-def _guarded(decode, contents, seed, path, unreadable, fallback_size):
-    """`decode(contents, seed)` that names `path` if it fails.
+def _track(dataset, image_size, num_parallel_calls):
+    """`(path, label)` elements to `(contents, label, position, previous)`,
+    for `_check_positions`: each file's position in this pass and the path
+    of the file before it, and at the end a sentinel (label `-1`, a blank
+    image) so that a failure of the last file is noticed too."""
+    blank = tf.io.encode_png(tf.zeros((image_size, image_size, 3), tf.uint8))
+    sentinel = tf.data.Dataset.from_tensors((tf.constant(""), -1))
+    dataset = dataset.concatenate(sentinel).enumerate()
 
-    Returns `(image, ok)`. A decoding error cannot be caught inside a
-    tf.data function, so the decoding runs in a one-element dataset that
-    drops it on error, followed by a fallback element. With
-    `unreadable="error"`, a failure raises `InvalidArgumentError` naming
-    `path`; with `"skip"` it returns `ok=False` (and logs the path) for the
-    caller to filter out.
+    def attach_previous(previous, element):
+        position, (path, label) = element
+        return path, (path, label, position, previous)
+
+    def read(path, label, position, previous):
+        contents = tf.cond(
+            label < 0, lambda: blank, lambda: tf.io.read_file(path)
+        )
+        return contents, label, position, previous
+
+    dataset = dataset.scan(tf.constant(""), attach_previous)
+    return dataset.map(read, num_parallel_calls=num_parallel_calls)
+
+
+def _check_positions(dataset, unreadable):
+    """Names (`"error"`) or reports (`"skip"`) the files whose reading or
+    decoding failed, and drops the sentinel.
+
+    A decoding error cannot be caught inside a tf.data function, so the
+    failed elements are dropped (`ignore_errors`) and found afterwards as
+    gaps in the positions; the element after a gap carries the path of
+    the file just before it.
     """
-    attempt = (
-        tf.data.Dataset.from_tensors((contents, seed))
-        .map(decode)
-        .ignore_errors()
-        .map(lambda image: (image, True))
-    )
-    fallback = tf.data.Dataset.from_tensors(
-        (tf.zeros((fallback_size, fallback_size, 3)), False)
-    )
-    image, ok = attempt.concatenate(fallback).take(1).get_single_element()
-    if unreadable == "error":
-        check = tf.debugging.Assert(
-            ok,
-            [
-                "Could not decode the image file",
-                path,
-                "(not a JPEG, PNG, GIF or BMP image, or damaged). Remove or "
-                "replace it, or pass unreadable='skip' to skip such files.",
-            ],
-        )
-        with tf.control_dependencies([check]):
-            image = tf.identity(image)
-    else:
-        logged = tf.cond(
-            ok,
-            lambda: tf.constant(True),
-            lambda: _log_skipped(path),
-        )
-        with tf.control_dependencies([logged]):
-            ok = tf.identity(ok)
-    return image, ok
+
+    def check(expected, element):
+        image, label, position, previous = element
+        missed = position - expected
+        if unreadable == "error":
+            checked = tf.debugging.Assert(
+                tf.equal(missed, 0),
+                [
+                    "Could not read the image file",
+                    previous,
+                    "(not a JPEG, PNG, GIF or BMP image, or damaged; "
+                    "unreadable files in a row, ending with it:",
+                    missed,
+                    "). Remove or replace it, or pass unreadable='skip' to "
+                    "skip such files.",
+                ],
+            )
+        else:
+            checked = tf.cond(
+                tf.equal(missed, 0),
+                lambda: tf.constant(True),
+                lambda: _log_skipped(previous, missed),
+            )
+        with tf.control_dependencies([checked]):
+            position = tf.identity(position)
+        return position + 1, (image, label)
+
+    dataset = dataset.ignore_errors()
+    dataset = dataset.scan(tf.constant(0, tf.int64), check)
+    return dataset.filter(lambda image, label: label >= 0)
 
 
-def _log_skipped(path):
+def _log_skipped(path, count):
     printed = tf.print(
-        "keras_slimmable.data: skipped the unreadable image file",
+        "keras_slimmable.data: skipped",
+        count,
+        "unreadable image file(s) in a row, ending with",
         path,
         output_stream=sys.stderr,
     )
@@ -160,40 +183,19 @@ def _make_preprocess(
     lighting,
     normalize,
     crop_padding,
-    unreadable=None,
 ):
-    """`(encoded image, label, seed[, path]) -> (image, label)`, and
-    `-> (image, label, ok)` when `unreadable == "skip"`.
+    """`(encoded image, label, seed, *passed) -> (image, label, *passed)`."""
 
-    With `unreadable` set, decoding errors name the `path`, or (skip) give
-    `ok=False`; without, they raise TensorFlow's own error.
-    """
-
-    def decode_training(contents, seed):
-        if crop_padding is None:
-            return _decode_random_resized_crop(
-                contents, image_size, crop_scale, seed
-            )
-        return _decode_full(contents)
-
-    def decode_evaluation(contents, seed):
-        del seed
-        return _decode_full(contents)
-
-    def preprocess(contents, label, seed, path=None):
-        seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
-        decode = decode_training if training else decode_evaluation
-        ok = None
-        if unreadable is None:
-            image = decode(contents, seeds[0])
-        else:
-            image, ok = _guarded(
-                decode, contents, seeds[0], path, unreadable, image_size
-            )
+    def preprocess(contents, label, seed, *passed):
         if training:
-            if crop_padding is not None:
+            seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+            if crop_padding is None:
+                image = _decode_random_resized_crop(
+                    contents, image_size, crop_scale, seeds[0]
+                )
+            else:
                 image = augment.random_pad_crop(
-                    image,
+                    _decode_full(contents),
                     image_size,
                     padding=crop_padding,
                     seed=seeds[0],
@@ -205,14 +207,12 @@ def _make_preprocess(
             image = augment.random_flip(image, seeds[3])
         else:
             image = augment.resize_and_center_crop(
-                image, image_size, resize_size
+                _decode_full(contents), image_size, resize_size
             )
         if normalize:
             image = augment.normalize(image)
         image = tf.ensure_shape(image, (image_size, image_size, 3))
-        if unreadable == "skip":
-            return image, tf.cast(label, tf.int32), ok
-        return image, tf.cast(label, tf.int32)
+        return (image, tf.cast(label, tf.int32), *passed)
 
     return preprocess
 
@@ -233,20 +233,18 @@ def _finish(
     crop_padding,
     unreadable=None,
 ):
-    """`(encoded image, label[, path])` elements, already shuffled if
-    wanted, to augmented, batched and prefetched `(images, labels)`.
+    """`(encoded image, label)` elements, already shuffled if wanted, to
+    augmented, batched and prefetched `(images, labels)`.
 
-    `unreadable` (`"error"` or `"skip"`, with paths) names or skips the
-    files that fail to decode."""
+    With `unreadable` (`"error"` or `"skip"`), the elements are `_track`'s
+    and the files that fail to read or decode are named or skipped."""
     # One stateless seed per example: reproducible for a given `seed`
     # whatever the parallelism, and new each epoch.
     seeds = tf.data.Dataset.random(
         seed=seed, rerandomize_each_iteration=True
     ).batch(2)
     dataset = tf.data.Dataset.zip(dataset, seeds).map(
-        lambda example, example_seed: (
-            (*example[:2], example_seed) + tuple(example[2:])
-        ),
+        lambda example, example_seed: (*example[:2], example_seed, *example[2:])
     )
     preprocess = _make_preprocess(
         training,
@@ -257,13 +255,10 @@ def _finish(
         lighting,
         normalize,
         crop_padding,
-        unreadable,
     )
     dataset = dataset.map(preprocess, num_parallel_calls=num_parallel_calls)
-    if unreadable == "skip":
-        dataset = dataset.filter(lambda image, label, ok: ok).map(
-            lambda image, label, ok: (image, label)
-        )
+    if unreadable is not None:
+        dataset = _check_positions(dataset, unreadable)
     if drop_remainder is None:
         drop_remainder = bool(training)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -551,10 +546,7 @@ def image_folder(
         dataset = dataset.shuffle(
             len(files), seed=seed, reshuffle_each_iteration=True
         )
-    dataset = dataset.map(
-        lambda path, label: (tf.io.read_file(path), label, path),
-        num_parallel_calls=num_parallel_calls,
-    )
+    dataset = _track(dataset, image_size, num_parallel_calls)
     dataset = _finish(
         dataset,
         training,

@@ -116,9 +116,38 @@ def test_a_file_damaged_after_the_check_is_named_when_read(tmp_path, capfd):
     late.write_text("replaced by text\n")
     capfd.readouterr()
     assert labels_of(skipping) == [0, 0, 0]
+    printed = capfd.readouterr().err
     assert (
-        f'skipped the unreadable image file "{late}"' in capfd.readouterr().err
+        f'skipped 1 unreadable image file(s) in a row, ending with "{late}"'
+        in printed
     )
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_last_file_and_files_in_a_row_are_named_too(tmp_path, training):
+    # Failures are found as gaps before the next good element; the last
+    # file has none after it, and several in a row make one gap.
+    only = tmp_path / "one" / "a" / "only.jpg"
+    write_jpeg(only, 0)
+    dataset, _ = data.image_folder(
+        str(tmp_path / "one"), training=training, **ARGUMENTS
+    )
+    only.write_text("gone bad\n")
+    with pytest.raises(tf.errors.InvalidArgumentError, match="only.jpg"):
+        labels_of(dataset)
+    paths = [tmp_path / "two" / "a" / f"{k}.jpg" for k in range(2)]
+    for path in paths:
+        write_jpeg(path, 0)
+    dataset, _ = data.image_folder(
+        str(tmp_path / "two"), training=training, **ARGUMENTS
+    )
+    for path in paths:
+        path.write_text("gone bad\n")
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        labels_of(dataset)
+    message = str(info.value)
+    assert "in a row, ending with it:] [2]" in message, message
+    assert any(str(path) in message for path in paths), message
 
 
 def test_unreadable_must_be_error_or_skip(tmp_path):
