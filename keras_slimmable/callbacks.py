@@ -28,11 +28,11 @@ class CompactProgbarLogger(keras.callbacks.ProgbarLogger):
     more than 600 characters in Keras's progress line. This callback
     shows the summed loss and each width's first compiled metric,
     compactly, and the validation ones at the end of an epoch (one line of
-    118 characters for four widths, wrapped here):
+    116 characters for four widths, wrapped here):
 
     ```
     Epoch 3/15
-    23/23 - 1s - loss 1.234 · acc 0.25:0.612 0.5:0.701 0.75:0.744 1.0:0.761
+    23/23 1s - loss 1.234 · acc 0.25:0.612 0.5:0.701 0.75:0.744 1.0:0.761
         │ val loss 1.301 · acc 0.600 0.690 0.735 0.750
     ```
 
@@ -187,7 +187,7 @@ class _Line:
         count = f"{current}/{self.target}" if self.target else f"{current}"
         elapsed = now - self.start
         if finalize:
-            line = f"{count} - {_duration(elapsed)}"
+            line = f"{count} {_duration(elapsed)}"
         else:
             line = count
             if self.target and self.bar_width:
