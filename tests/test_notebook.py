@@ -54,3 +54,8 @@ def test_quickstart_notebook_runs(monkeypatch):
     # A few epochs on the digits: far above chance (0.1) at full width.
     assert accuracies[1.0] > 0.5, accuracies
     assert "serving_w0_25" in printed
+    # The compact progress lines; every per-width metric still logged.
+    progress = [line for line in printed.splitlines() if " acc 0.25:" in line]
+    assert len(progress) == 5, printed[:3000]
+    assert all(len(line) <= 120 for line in progress), progress
+    assert "'w0.25_accuracy', 'w0.25_loss', 'w1.0_accuracy'" in printed

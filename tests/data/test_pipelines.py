@@ -84,7 +84,7 @@ def collect(dataset):
 # image_folder -----------------------------------------------------------
 
 
-def test_image_folder_evaluation_reads_every_image_in_order(tmp_path):
+def test_image_folder_evaluation_reads_every_image_once(tmp_path):
     expected, _ = make_folder(tmp_path)
     dataset, class_names = data.image_folder(
         str(tmp_path),
@@ -98,12 +98,80 @@ def test_image_folder_evaluation_reads_every_image_in_order(tmp_path):
     assert [len(y) for _, y in dataset] == [4, 2]  # the remainder is kept
     images, labels = collect(dataset)
     assert images.dtype == np.float32 and labels.dtype == np.int32
-    np.testing.assert_array_equal(labels, [label for _, label in expected])
-    for image, (relative, _) in zip(images, expected):
-        # Same size: no resize, no crop, the decoded pixels (PNG lossless).
-        np.testing.assert_allclose(
-            image, decoded(tmp_path, relative), atol=1e-6
+    assert sorted(labels) == sorted(label for _, label in expected)
+    # Same size: no resize, no crop, the decoded pixels (PNG lossless);
+    # every file exactly once, whatever the order.
+    unused = list(expected)
+    for image, label in zip(images, labels):
+        match = [
+            item
+            for item in unused
+            if item[1] == label
+            and np.allclose(image, decoded(tmp_path, item[0]), atol=1e-6)
+        ]
+        assert match, label
+        unused.remove(match[0])
+    assert not unused
+
+
+def make_classes(root, counts, size=4):
+    """`counts[i]` PNG files in class folder `c{i}`; file `k` of class `i`
+    holds the pixel value `i` (so an image gives its class back)."""
+    for label, count in enumerate(counts):
+        for k in range(count):
+            image = np.full((size, size, 3), label, np.uint8)
+            write_image(root / f"c{label}" / f"{k:04d}.png", image)
+
+
+def test_partial_evaluation_samples_every_class(tmp_path):
+    # Issue 9 item 1: sorted by class, the first batches held one class.
+    counts = [40, 40, 40, 20, 60]
+    make_classes(tmp_path, counts)
+    arguments = dict(
+        training=False, image_size=4, resize_size=4, normalize=False
+    )
+    dataset, _ = data.image_folder(str(tmp_path), batch_size=5, **arguments)
+    first = np.concatenate([y.numpy() for _, y in dataset.take(2)])
+    # The first two batches of 5 hold every class, even the rarest.
+    assert set(first) == {0, 1, 2, 3, 4}, first
+    # Each prefix of the order holds every class in proportion to its
+    # share, within one image.
+    images, labels = collect(dataset)
+    np.testing.assert_array_equal(np.round(images[:, 0, 0, 0] * 255), labels)
+    total = sum(counts)
+    for end in range(1, total + 1):
+        seen = np.bincount(labels[:end], minlength=len(counts))
+        share = np.array(counts) * end / total
+        assert np.all(np.abs(seen - share) <= 1), (end, seen, share)
+    # The same order every call, whatever `seed` or batch size.
+    for other in (
+        data.image_folder(str(tmp_path), batch_size=5, **arguments)[0],
+        data.image_folder(str(tmp_path), batch_size=7, seed=3, **arguments)[0],
+    ):
+        again_images, again_labels = collect(other)
+        np.testing.assert_array_equal(again_labels, labels)
+        np.testing.assert_array_equal(again_images, images)
+    np.testing.assert_array_equal(collect(dataset)[1], labels)
+
+
+def test_partial_evaluation_mixes_files_within_a_class(tmp_path):
+    # Not just the first files of each class: a fixed shuffle within it.
+    root = tmp_path / "folder"
+    for k in range(20):
+        write_image(
+            root / "only" / f"{k:02d}.png", np.full((2, 2, 3), k, np.uint8)
         )
+    dataset, _ = data.image_folder(
+        str(root),
+        training=False,
+        image_size=2,
+        resize_size=2,
+        batch_size=20,
+        normalize=False,
+    )
+    order = np.round(collect(dataset)[0][:, 0, 0, 0] * 255).astype(int)
+    assert sorted(order) == list(range(20))
+    assert list(order) != list(range(20))
 
 
 def test_image_folder_normalizes_with_the_reference_statistics(tmp_path):
@@ -290,11 +358,15 @@ def test_cifar10_jpeg_files(cifar_folder):
     )
     assert class_names == CIFAR10_CLASSES[:2]
     images, labels = collect(dataset)
-    np.testing.assert_array_equal(labels, [0, 0, 0, 1, 1, 1])
+    assert sorted(labels) == [0, 0, 0, 1, 1, 1]
+    # Stratified: the two classes alternate.
+    assert sorted(labels[:2]) == [0, 1]
     files = sorted(p for p in cifar_folder.glob("*/*.jpg"))
-    for image, path in zip(images, files):
-        np.testing.assert_allclose(
-            image, decoded(path.parent, path.name), atol=1e-6
+    references = [decoded(path.parent, path.name) for path in files]
+    for image, label in zip(images, labels):
+        assert any(
+            np.allclose(image, reference, atol=1e-6)
+            for reference in references[3 * label : 3 * label + 3]
         )
     train, _ = data.image_folder(
         str(cifar_folder),
