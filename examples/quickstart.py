@@ -28,7 +28,6 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 import keras_slimmable as ks  # noqa: E402
-from keras_slimmable.callbacks import CompactProgbarLogger  # noqa: E402
 
 WIDTHS = (0.25, 0.5, 0.75, 1.0)
 CANVAS = 16
@@ -103,7 +102,6 @@ def main():
         epochs=EPOCHS,
         validation_data=(x_test, y_test),
         verbose=1 if os.isatty(1) else 2,
-        callbacks=[CompactProgbarLogger()],
     )
 
     # `evaluate` measures every width in one pass.

@@ -19,6 +19,7 @@ __version__ = "0.1.0.dev0"
 # Public name -> the module that defines it (a module's own name for the
 # subpackages).
 _EXPORTS = {
+    "callbacks": "keras_slimmable.callbacks",
     "data": "keras_slimmable.data",
     "export": "keras_slimmable.export",
     "layers": "keras_slimmable.layers",

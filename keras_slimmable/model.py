@@ -32,6 +32,18 @@ def _computing_shapes():
     return in_symbolic_scope()
 
 
+def _with_compact_progress(callbacks):
+    """`callbacks` plus the compact progress bar, unless it has a bar."""
+    from keras_slimmable.callbacks import CompactProgbarLogger
+
+    if isinstance(callbacks, keras.callbacks.CallbackList):
+        return callbacks  # Keras's own, built by the caller: left alone
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
+        callbacks.append(CompactProgbarLogger())
+    return callbacks
+
+
 _SLIMMABLE_LAYERS = (
     SlimmableConv2D,
     SlimmableDense,
@@ -275,6 +287,44 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         # they are reported through `self.metrics`, not as a sub-metric.
         object.__setattr__(self, "_compile_metrics", width_metrics)
         self._functions.clear()
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        **kwargs,
+    ):
+        """Trains every width at each step, as `keras.Model.fit`.
+
+        The progress bar shows the summed loss and each width's first
+        metric (`keras_slimmable.callbacks.CompactProgbarLogger`) unless
+        `callbacks` holds a `keras.callbacks.ProgbarLogger` of its own; the
+        logs, `History` and `TensorBoard` get every metric.
+        """
+        return super().fit(
+            x,
+            y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=_with_compact_progress(callbacks),
+            **kwargs,
+        )
+
+    def evaluate(self, x=None, y=None, verbose="auto", callbacks=None, **kw):
+        """Measures every width, as `keras.Model.evaluate`, with the
+        compact progress bar of `fit`."""
+        return super().evaluate(
+            x,
+            y,
+            verbose=verbose,
+            callbacks=_with_compact_progress(callbacks),
+            **kw,
+        )
 
     def compile_from_config(self, config):
         """Recompiles a reloaded model (the custom `compile` needs this)."""

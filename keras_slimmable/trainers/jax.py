@@ -51,6 +51,44 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             isinstance(t, jax.core.Tracer) for t in keras.tree.flatten(inputs)
         )
 
+    # Inference ----------------------------------------------------------
+
+    def _run_at_width(self, inputs, index, training=None, mask=None):
+        """Eager inference runs width `index`'s jitted function, given the
+        variables' current values (so never stale, never retraced)."""
+        if training or mask is not None or self._is_tracing(inputs):
+            return self._forward(inputs, index, training=training, mask=mask)
+        return self._inference_function(index)(
+            [v.value for v in self.trainable_variables],
+            [v.value for v in self.non_trainable_variables],
+            inputs,
+        )
+
+    def _inference_function(self, index):
+        cache = self._functions
+        function = cache.inference.get(index)
+        if function is None:
+            with cache.lock:
+                function = cache.inference.get(index)
+                if function is None:
+                    width = self.widths[index]
+
+                    def infer(trainable, non_trainable, inputs):
+                        outputs, _ = self.stateless_call(
+                            trainable,
+                            non_trainable,
+                            inputs,
+                            training=False,
+                            width=width,
+                        )
+                        return outputs
+
+                    function = jax.jit(infer)
+                    cache.inference[index] = function
+        return function
+
+    # Training -----------------------------------------------------------
+
     def _stateless_width_loss(
         self,
         trainable_variables,

@@ -256,3 +256,28 @@ def test_a_users_compiled_function_never_runs_a_stale_width():
     np.testing.assert_allclose(
         model.predict(x, verbose=0), numpy(model(x, width=0.5)), atol=1e-6
     )
+
+
+def test_eager_inference_follows_weight_changes_at_every_width():
+    # Each width's compiled inference function (jax.jit on JAX, tf.function
+    # on TensorFlow) is given, or reads, the current weights: writing them
+    # never leaves a stale output behind.
+    model = build_model()
+    x, _ = data()
+    first = {w: numpy(model(x, width=w)) for w in WIDTHS}
+    head = model.layers[-1]
+    kernel = numpy(head.kernel)
+    head.kernel.assign(kernel * 2.0)
+    for width in WIDTHS:
+        again = numpy(model(x, width=width))
+        bias = numpy(head.bias)
+        # Logits are affine in the head's kernel: doubled minus the bias.
+        np.testing.assert_allclose(
+            again, 2.0 * first[width] - bias, rtol=1e-5, atol=1e-5
+        )
+        # And equal to the graph run op by op at that width.
+        np.testing.assert_allclose(
+            again,
+            numpy(model(x, width=width, training=False, mask=None)),
+            atol=1e-6,
+        )
