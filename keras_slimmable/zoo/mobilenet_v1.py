@@ -15,10 +15,12 @@ from keras_slimmable.widths import scale_channels
 from keras_slimmable.zoo.common import check_builder_arguments
 from keras_slimmable.zoo.common import classifier_head
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import image_input
+from keras_slimmable.zoo.common import load_weights
+from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
-from keras_slimmable.zoo.weights import load_builder_weights
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -59,6 +61,8 @@ def s_mobilenet_v1(
     pooling=None,
     shared_batch_norm=False,
     name="s_mobilenet_v1",
+    input_tensor=None,
+    classifier_activation=None,
 ):
     """Builds the slimmable MobileNet v1 (S-MobileNet v1).
 
@@ -69,7 +73,8 @@ def s_mobilenet_v1(
     256 x2, 512 x6, 1024 x2; global average pooling and a classifier whose
     input is sliced to the active width. Convolutions pad symmetrically as
     in PyTorch, so reference checkpoints load exactly. Every batch norm is
-    switchable (one per width). The model outputs logits.
+    switchable (one per width). The model outputs logits (see
+    `classifier_activation`).
 
     Args:
         widths: the width multipliers, ascending. Defaults to
@@ -80,8 +85,10 @@ def s_mobilenet_v1(
             ...), or `"imagenet"` for the reference ImageNet weights once
             converted into the Keras cache (see
             `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: the shape of one image, `(height, width, 3)`; any size
-            works (the pooling is global). Defaults to `(224, 224, 3)`.
+        input_shape: the shape of one image, `(height, width, 3)`: any
+            height and width from 32 up, as in keras.applications (the
+            pooling is global), or `None` for any size. Defaults to the
+            shape of `input_tensor`, else `(224, 224, 3)`.
         include_top: whether to include the classifier. Defaults to `True`.
         classes: the number of classes of the classifier. Defaults to
             `1000`.
@@ -92,6 +99,19 @@ def s_mobilenet_v1(
             batch norm shared by all widths. Reference checkpoints cannot
             be loaded into it. Defaults to `False`.
         name: the model name. Defaults to `"s_mobilenet_v1"`.
+        input_tensor: a Keras tensor (the output of `keras.Input()` or of
+            a layer) to use as the images. As in keras.applications, the
+            model's inputs are then the inputs it derives from
+            (`keras.utils.get_source_inputs`), and with `weights` only the
+            builder's layers are loaded. Defaults to `None`.
+        classifier_activation: the classifier's activation, with
+            `include_top=True`: `None` for logits, `"softmax"` for
+            probabilities, or any Keras activation; with `weights`, only
+            `None` or `"softmax"`, as in keras.applications. Defaults to
+            `None`, logits, unlike keras.applications (`"softmax"`): the
+            reference models output logits, the reference checkpoints are
+            checked logit for logit, and the zoo's recipes train with
+            `from_logits=True`.
 
     Returns:
         A `keras_slimmable.SlimmableModel`.
@@ -116,6 +136,9 @@ def s_mobilenet_v1(
         classes,
         pooling,
         input_shape,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
+        weights=weights,
     )
     check_weights_argument(
         weights,
@@ -126,7 +149,7 @@ def s_mobilenet_v1(
         shared_batch_norm=shared_batch_norm,
     )
 
-    inputs = keras.Input(shape=input_shape, name="images")
+    images = image_input(input_shape, input_tensor)
     channels = scale_channels(32, widths, "make_divisible")
     x = SlimmableConv2D(
         channels,
@@ -136,7 +159,7 @@ def s_mobilenet_v1(
         use_bias=False,
         kernel_initializer=conv_initializer(3, channels[-1]),
         name="stem_conv",
-    )(inputs)
+    )(images)
     x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(6.0, name="stem_relu")(x)
 
@@ -172,19 +195,22 @@ def s_mobilenet_v1(
             x = keras.layers.ReLU(6.0, name=f"{prefix}_pointwise_relu")(x)
             channels = outputs
 
-    x = classifier_head(x, include_top, classes, pooling)
+    x = classifier_head(x, include_top, classes, pooling, classifier_activation)
 
-    model = SlimmableModel(inputs, x, widths=widths, name=name)
-    load_builder_weights(
-        model,
-        weights,
-        MANIFEST,
-        include_top=include_top,
-        build_full_model=lambda: s_mobilenet_v1(
+    model = SlimmableModel(
+        model_inputs(images, input_tensor), x, widths=widths, name=name
+    )
+
+    def rebuild(**overrides):
+        arguments = dict(
             widths=widths,
             input_shape=input_shape,
-            classes=1000,
+            include_top=include_top,
+            classes=classes,
+            pooling=pooling,
             shared_batch_norm=shared_batch_norm,
-        ),
-    )
+        )
+        return s_mobilenet_v1(**dict(arguments, **overrides))
+
+    load_weights(model, weights, MANIFEST, include_top, input_tensor, rebuild)
     return model

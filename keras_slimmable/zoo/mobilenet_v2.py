@@ -19,10 +19,12 @@ from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
 from keras_slimmable.zoo.common import check_builder_arguments
 from keras_slimmable.zoo.common import classifier_head
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import image_input
+from keras_slimmable.zoo.common import load_weights
+from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
-from keras_slimmable.zoo.weights import load_builder_weights
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.35, 0.5, 0.75, 1.0)
@@ -66,6 +68,8 @@ def s_mobilenet_v2(
     pooling=None,
     shared_batch_norm=False,
     name="s_mobilenet_v2",
+    input_tensor=None,
+    classifier_activation=None,
 ):
     """Builds the slimmable MobileNet v2 (S-MobileNet v2).
 
@@ -83,7 +87,8 @@ def s_mobilenet_v2(
     exceeds 1.0, as in the reference) with ONE ordinary batch norm shared
     by all widths, ReLU6, global average pooling and an ordinary dense
     classifier. Convolutions pad symmetrically as in PyTorch, so reference
-    checkpoints load exactly. The model outputs logits.
+    checkpoints load exactly. The model outputs logits (see
+    `classifier_activation`).
 
     Args:
         widths: the width multipliers, ascending. Defaults to
@@ -94,8 +99,10 @@ def s_mobilenet_v2(
             ...), or `"imagenet"` for the reference ImageNet weights once
             converted into the Keras cache (see
             `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: the shape of one image, `(height, width, 3)`; any size
-            works (the pooling is global). Defaults to `(224, 224, 3)`.
+        input_shape: the shape of one image, `(height, width, 3)`: any
+            height and width from 32 up, as in keras.applications (the
+            pooling is global), or `None` for any size. Defaults to the
+            shape of `input_tensor`, else `(224, 224, 3)`.
         include_top: whether to include the classifier. Defaults to `True`.
         classes: the number of classes of the classifier. Defaults to
             `1000`.
@@ -106,6 +113,19 @@ def s_mobilenet_v2(
             batch norm shared by all widths. Reference checkpoints cannot
             be loaded into it. Defaults to `False`.
         name: the model name. Defaults to `"s_mobilenet_v2"`.
+        input_tensor: a Keras tensor (the output of `keras.Input()` or of
+            a layer) to use as the images. As in keras.applications, the
+            model's inputs are then the inputs it derives from
+            (`keras.utils.get_source_inputs`), and with `weights` only the
+            builder's layers are loaded. Defaults to `None`.
+        classifier_activation: the classifier's activation, with
+            `include_top=True`: `None` for logits, `"softmax"` for
+            probabilities, or any Keras activation; with `weights`, only
+            `None` or `"softmax"`, as in keras.applications. Defaults to
+            `None`, logits, unlike keras.applications (`"softmax"`): the
+            reference models output logits, the reference checkpoints are
+            checked logit for logit, and the zoo's recipes train with
+            `from_logits=True`.
 
     Returns:
         A `keras_slimmable.SlimmableModel`.
@@ -130,6 +150,9 @@ def s_mobilenet_v2(
         classes,
         pooling,
         input_shape,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
+        weights=weights,
     )
     check_weights_argument(
         weights,
@@ -140,7 +163,7 @@ def s_mobilenet_v2(
         shared_batch_norm=shared_batch_norm,
     )
 
-    inputs = keras.Input(shape=input_shape, name="images")
+    images = image_input(input_shape, input_tensor)
     channels = scale_channels(32, widths, "make_divisible")
     x = SlimmableConv2D(
         channels,
@@ -150,7 +173,7 @@ def s_mobilenet_v2(
         use_bias=False,
         kernel_initializer=conv_initializer(3, channels[-1]),
         name="stem_conv",
-    )(inputs)
+    )(images)
     x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(6.0, name="stem_relu")(x)
 
@@ -186,22 +209,30 @@ def s_mobilenet_v2(
     x = keras.layers.ReLU(6.0, name="last_relu")(x)
 
     x = classifier_head(
-        x, include_top, classes, pooling, dense=keras.layers.Dense
+        x,
+        include_top,
+        classes,
+        pooling,
+        classifier_activation,
+        dense=keras.layers.Dense,
     )
 
-    model = SlimmableModel(inputs, x, widths=widths, name=name)
-    load_builder_weights(
-        model,
-        weights,
-        MANIFEST,
-        include_top=include_top,
-        build_full_model=lambda: s_mobilenet_v2(
+    model = SlimmableModel(
+        model_inputs(images, input_tensor), x, widths=widths, name=name
+    )
+
+    def rebuild(**overrides):
+        arguments = dict(
             widths=widths,
             input_shape=input_shape,
-            classes=1000,
+            include_top=include_top,
+            classes=classes,
+            pooling=pooling,
             shared_batch_norm=shared_batch_norm,
-        ),
-    )
+        )
+        return s_mobilenet_v2(**dict(arguments, **overrides))
+
+    load_weights(model, weights, MANIFEST, include_top, input_tensor, rebuild)
     return model
 
 

@@ -14,10 +14,12 @@ from keras_slimmable.model import SlimmableModel
 from keras_slimmable.zoo.common import check_builder_arguments
 from keras_slimmable.zoo.common import classifier_head
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import image_input
+from keras_slimmable.zoo.common import load_weights
+from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
-from keras_slimmable.zoo.weights import load_builder_weights
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -92,6 +94,8 @@ def s_resnet(
     pooling=None,
     shared_batch_norm=False,
     name=None,
+    input_tensor=None,
+    classifier_activation=None,
 ):
     """Builds a slimmable ResNet (S-ResNet-50, -101 or -152).
 
@@ -122,9 +126,10 @@ def s_resnet(
             ...), or, for depth 50, `"imagenet"` for the reference ImageNet
             weights once converted into the Keras cache (see
             `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: `(height, width, 3)`; other sizes than 224 work (the
-            pooling is global), and `None` spatial sizes too. Defaults to
-            `(224, 224, 3)`.
+        input_shape: the shape of one image, `(height, width, 3)`: any
+            height and width from 32 up, as in keras.applications (the
+            pooling is global), or `None` for any size. Defaults to the
+            shape of `input_tensor`, else `(224, 224, 3)`.
         include_top: whether to end with the classifier. Defaults to
             `True`.
         classes: the number of classes of the classifier. Defaults to
@@ -135,9 +140,23 @@ def s_resnet(
             norm shared by all widths, instead of switchable batch norms.
             Defaults to `False`.
         name: the model name. Defaults to `"s_resnet{depth}"`.
+        input_tensor: a Keras tensor (the output of `keras.Input()` or of
+            a layer) to use as the images. As in keras.applications, the
+            model's inputs are then the inputs it derives from
+            (`keras.utils.get_source_inputs`), and with `weights` only the
+            builder's layers are loaded. Defaults to `None`.
+        classifier_activation: the classifier's activation, with
+            `include_top=True`: `None` for logits, `"softmax"` for
+            probabilities, or any Keras activation; with `weights`, only
+            `None` or `"softmax"`, as in keras.applications. Defaults to
+            `None`, logits, unlike keras.applications (`"softmax"`): the
+            reference models output logits, the reference checkpoints are
+            checked logit for logit, and the zoo's recipes train with
+            `from_logits=True`.
 
     Returns:
-        A `SlimmableModel` whose output is the logits (no softmax).
+        A `SlimmableModel` whose output is the logits, or the
+        `classifier_activation` of them.
 
     Example:
 
@@ -154,7 +173,16 @@ def s_resnet(
     if name is None:
         name = f"s_resnet{depth}"
     widths, input_shape = check_builder_arguments(
-        name, DEFAULT_WIDTHS, widths, include_top, classes, pooling, input_shape
+        name,
+        DEFAULT_WIDTHS,
+        widths,
+        include_top,
+        classes,
+        pooling,
+        input_shape,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
+        weights=weights,
     )
     if weights == "imagenet" and depth != 50:
         raise ValueError(
@@ -170,9 +198,9 @@ def s_resnet(
         shared_batch_norm=shared_batch_norm,
     )
 
-    inputs = keras.Input(shape=input_shape, name="images")
+    images = image_input(input_shape, input_tensor)
     channels = tuple(int(64 * w) for w in widths)
-    x = _conv(channels, 7, 2, 3, "stem_conv")(inputs)
+    x = _conv(channels, 7, 2, 3, "stem_conv")(images)
     x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     # Zeros stand in for -inf padding: the inputs are >= 0 after the ReLU.
@@ -196,22 +224,25 @@ def s_resnet(
             )
             channels = stage_channels
 
-    x = classifier_head(x, include_top, classes, pooling)
+    x = classifier_head(x, include_top, classes, pooling, classifier_activation)
 
-    model = SlimmableModel(inputs, x, widths=widths, name=name)
+    model = SlimmableModel(
+        model_inputs(images, input_tensor), x, widths=widths, name=name
+    )
     manifest = dict(MANIFEST, architecture=f"s_resnet{depth}")
-    load_builder_weights(
-        model,
-        weights,
-        manifest,
-        include_top=include_top,
-        build_full_model=lambda: s_resnet(
-            depth,
+
+    def rebuild(**overrides):
+        arguments = dict(
             widths=widths,
             input_shape=input_shape,
+            include_top=include_top,
+            classes=classes,
+            pooling=pooling,
             shared_batch_norm=shared_batch_norm,
-        ),
-    )
+        )
+        return s_resnet(depth, **dict(arguments, **overrides))
+
+    load_weights(model, weights, manifest, include_top, input_tensor, rebuild)
     return model
 
 
@@ -225,6 +256,8 @@ def s_resnet50(
     pooling=None,
     shared_batch_norm=False,
     name="s_resnet50",
+    input_tensor=None,
+    classifier_activation=None,
 ):
     """Builds S-ResNet-50: `s_resnet(depth=50, ...)`, which see."""
     return s_resnet(
@@ -237,6 +270,8 @@ def s_resnet50(
         pooling=pooling,
         shared_batch_norm=shared_batch_norm,
         name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )
 
 
@@ -250,6 +285,8 @@ def s_resnet101(
     pooling=None,
     shared_batch_norm=False,
     name="s_resnet101",
+    input_tensor=None,
+    classifier_activation=None,
 ):
     """Builds S-ResNet-101: `s_resnet(depth=101, ...)`, which see."""
     return s_resnet(
@@ -262,6 +299,8 @@ def s_resnet101(
         pooling=pooling,
         shared_batch_norm=shared_batch_norm,
         name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )
 
 
@@ -275,6 +314,8 @@ def s_resnet152(
     pooling=None,
     shared_batch_norm=False,
     name="s_resnet152",
+    input_tensor=None,
+    classifier_activation=None,
 ):
     """Builds S-ResNet-152: `s_resnet(depth=152, ...)`, which see."""
     return s_resnet(
@@ -287,4 +328,6 @@ def s_resnet152(
         pooling=pooling,
         shared_batch_norm=shared_batch_norm,
         name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )

@@ -16,10 +16,12 @@ from keras_slimmable.model import SlimmableModel
 from keras_slimmable.zoo.common import check_builder_arguments
 from keras_slimmable.zoo.common import classifier_head
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import image_input
+from keras_slimmable.zoo.common import load_weights
+from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
-from keras_slimmable.zoo.weights import load_builder_weights
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.5, 1.0, 2.0)
@@ -124,6 +126,8 @@ def s_shufflenet(
     pooling=None,
     shared_batch_norm=False,
     name="s_shufflenet",
+    input_tensor=None,
+    classifier_activation=None,
 ):
     """Builds S-ShuffleNet, the slimmable ShuffleNet v1 with 3 groups.
 
@@ -162,9 +166,10 @@ def s_shufflenet(
             ...), or `"imagenet"` for the reference ImageNet weights once
             converted into the Keras cache (see
             `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: `(height, width, 3)`; other sizes than 224 work (the
-            pooling is global), and `None` spatial sizes too. Defaults to
-            `(224, 224, 3)`.
+        input_shape: the shape of one image, `(height, width, 3)`: any
+            height and width from 32 up, as in keras.applications (the
+            pooling is global), or `None` for any size. Defaults to the
+            shape of `input_tensor`, else `(224, 224, 3)`.
         include_top: whether to end with the classifier. Defaults to
             `True`.
         classes: the number of classes of the classifier. Defaults to
@@ -175,9 +180,23 @@ def s_shufflenet(
             norm shared by all widths, instead of switchable batch norms.
             Defaults to `False`.
         name: the model name. Defaults to `"s_shufflenet"`.
+        input_tensor: a Keras tensor (the output of `keras.Input()` or of
+            a layer) to use as the images. As in keras.applications, the
+            model's inputs are then the inputs it derives from
+            (`keras.utils.get_source_inputs`), and with `weights` only the
+            builder's layers are loaded. Defaults to `None`.
+        classifier_activation: the classifier's activation, with
+            `include_top=True`: `None` for logits, `"softmax"` for
+            probabilities, or any Keras activation; with `weights`, only
+            `None` or `"softmax"`, as in keras.applications. Defaults to
+            `None`, logits, unlike keras.applications (`"softmax"`): the
+            reference models output logits, the reference checkpoints are
+            checked logit for logit, and the zoo's recipes train with
+            `from_logits=True`.
 
     Returns:
-        A `SlimmableModel` whose output is the logits (no softmax).
+        A `SlimmableModel` whose output is the logits, or the
+        `classifier_activation` of them.
 
     Example:
 
@@ -187,7 +206,16 @@ def s_shufflenet(
     ```
     """
     widths, input_shape = check_builder_arguments(
-        name, DEFAULT_WIDTHS, widths, include_top, classes, pooling, input_shape
+        name,
+        DEFAULT_WIDTHS,
+        widths,
+        include_top,
+        classes,
+        pooling,
+        input_shape,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
+        weights=weights,
     )
     check_weights_argument(
         weights,
@@ -198,7 +226,7 @@ def s_shufflenet(
         shared_batch_norm=shared_batch_norm,
     )
 
-    inputs = keras.Input(shape=input_shape, name="images")
+    images = image_input(input_shape, input_tensor)
     # Three parallel stem convs, each with its own batch norm: one grouped
     # conv whose groups all read the image, and one batch norm over the
     # concatenation (batch norm is per channel).
@@ -212,7 +240,7 @@ def s_shufflenet(
         kernel_size=3,
         strides=2,
         padding=1,
-    )(inputs)
+    )(images)
     x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     x = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(x)
@@ -232,18 +260,22 @@ def s_shufflenet(
             )
             first = False
 
-    x = classifier_head(x, include_top, classes, pooling)
+    x = classifier_head(x, include_top, classes, pooling, classifier_activation)
 
-    model = SlimmableModel(inputs, x, widths=widths, name=name)
-    load_builder_weights(
-        model,
-        weights,
-        MANIFEST,
-        include_top=include_top,
-        build_full_model=lambda: s_shufflenet(
+    model = SlimmableModel(
+        model_inputs(images, input_tensor), x, widths=widths, name=name
+    )
+
+    def rebuild(**overrides):
+        arguments = dict(
             widths=widths,
             input_shape=input_shape,
+            include_top=include_top,
+            classes=classes,
+            pooling=pooling,
             shared_batch_norm=shared_batch_norm,
-        ),
-    )
+        )
+        return s_shufflenet(**dict(arguments, **overrides))
+
+    load_weights(model, weights, MANIFEST, include_top, input_tensor, rebuild)
     return model

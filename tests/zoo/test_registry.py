@@ -1,9 +1,14 @@
 """Every registered zoo model, at every width, at a small input size.
 
-Output shapes, config and `.keras` round trips, and `materialize` equality,
-parametrised over `keras_slimmable.zoo.list_models()` so a new builder is
-covered as soon as it is registered.
+Output shapes, config and `.keras` round trips, `materialize` equality and
+the keras.applications conventions (the 32-pixel minimum input size, the
+`input_tensor` and `classifier_activation` arguments), parametrised over
+`keras_slimmable.zoo.list_models()` so a new builder is covered as soon as
+it is registered. The models are built at the minimum size, 32 pixels.
 """
+
+import inspect
+import re
 
 import keras
 import numpy as np
@@ -12,7 +17,7 @@ import pytest
 import keras_slimmable as ks
 from keras_slimmable import zoo
 
-SIZE = 32
+SIZE = 32  # keras.applications' minimum input size
 CLASSES = 7
 
 
@@ -83,3 +88,41 @@ def test_materialize_equals_every_width(model, images):
             + figures["bn_affine_params"]
             + bn_statistics
         )
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_builder_takes_the_keras_applications_arguments(name):
+    parameters = inspect.signature(zoo.registry.get_builder(name)).parameters
+    for argument in ("input_tensor", "classifier_activation"):
+        assert argument in parameters
+        assert parameters[argument].default is None
+
+
+def test_the_fixture_models_are_built_at_the_minimum_size(model, images):
+    # The module's models are 32 pixels: every other test here shows that
+    # each registered model builds and runs at the minimum size.
+    assert model.input_shape == (None, 32, 32, 3)
+    assert images.shape[1:3] == (32, 32)
+    outputs = keras.Model(model.input, model.output)(images, training=False)
+    assert np.all(np.isfinite(np.asarray(outputs)))
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+@pytest.mark.parametrize("shape", [(31, 31, 3), (31, 32, 3), (32, 31, 3)])
+def test_inputs_below_32_pixels_are_rejected_up_front(name, shape):
+    # keras.applications' own message for the same shape.
+    with pytest.raises(ValueError) as keras_error:
+        keras.applications.ResNet50(weights=None, input_shape=shape)
+    with pytest.raises(ValueError) as error:
+        zoo.create_model(name, input_shape=shape)
+    assert str(error.value) == str(keras_error.value)
+    assert f"Received: input_shape={shape}" in str(error.value)
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_an_input_tensor_below_32_pixels_is_rejected(name):
+    tensor = keras.Input((16, 64, 3))
+    message = "Input size must be at least 32x32; Received: input_tensor"
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        zoo.create_model(name, input_tensor=tensor)
+    assert "(None, 16, 64, 3)" in str(error.value)
