@@ -893,6 +893,20 @@ def _callbacks_module():
                 flush=True,
             )
 
+    class StepTensorBoard(keras.callbacks.TensorBoard):
+        """`TensorBoard` whose per-step summaries count the optimizer's
+        steps: Keras's restarts at 0 in every `fit`, and this script fits
+        once per epoch (and resumes)."""
+
+        def on_train_begin(self, logs=None):
+            # Keras's own method with the step instead of 0 (private
+            # attributes, Keras 3.15; tests/test_train_script.py's resume
+            # test fails if they change).
+            step = int(self.model.optimizer.iterations.numpy())
+            self._global_train_batch = step
+            self._previous_epoch_iterations = step
+            self._push_writer(self._train_writer, step)
+
     class KillAt(keras.callbacks.Callback):
         """Test hook: `step.<n>` after training step n, `validation` in a
         validation batch (see `_kill_point`)."""
@@ -904,16 +918,24 @@ def _callbacks_module():
         def on_test_batch_end(self, batch, logs=None):
             _kill_point("validation")
 
-    return BackupCallback, LastCheckpoint, BestCheckpoint, EpochLog, KillAt
+    return (
+        BackupCallback,
+        LastCheckpoint,
+        BestCheckpoint,
+        EpochLog,
+        KillAt,
+        StepTensorBoard,
+    )
 
 
 def make_callbacks(model, root, has_validation, backup, steps_per_epoch):
     """The run's callbacks, writing into `root`; the backup's last."""
-    import keras
 
     from keras_slimmable.widths import width_name
 
-    BackupCallback, LastCheckpoint, BestCheckpoint, _, _ = _callbacks_module()
+    BackupCallback, LastCheckpoint, BestCheckpoint, _, _, StepTensorBoard = (
+        _callbacks_module()
+    )
     remove_leftovers(root)
     callbacks = [LastCheckpoint(os.path.join(root, "last.keras"))]
     # TensorFlow's summaries need the `tensorboard` package.
@@ -921,7 +943,7 @@ def make_callbacks(model, root, has_validation, backup, steps_per_epoch):
         logging.warning("No TensorBoard logs: pip install tensorboard.")
     else:
         callbacks.append(
-            keras.callbacks.TensorBoard(
+            StepTensorBoard(
                 os.path.join(root, "logs"),
                 update_freq=FLAGS.log_every_steps or "epoch",
             )
@@ -1071,7 +1093,7 @@ def train(extra_callbacks=()):
             f"{epoch + 1}, after its step {step} of {steps_per_epoch})."
         )
 
-    _, _, _, EpochLog, KillAt = _callbacks_module()
+    _, _, _, EpochLog, KillAt, _ = _callbacks_module()
     callbacks = [*callbacks]
     if chief:
         callbacks.insert(0, EpochLog(epochs))

@@ -281,7 +281,14 @@ def test_resumed_run_continues_from_the_interrupted_step(
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     model_dir = tmp_path / "run"
-    args = _train_flags(image_folder, model_dir, 3, 3, "--backup_every_steps=2")
+    args = _train_flags(
+        image_folder,
+        model_dir,
+        3,
+        3,
+        "--backup_every_steps=2",
+        "--log_every_steps=1",
+    )
     at_interruption = tmp_path / "interrupted.npz"
     first = _run(
         [str(driver)],
@@ -330,6 +337,17 @@ def test_resumed_run_continues_from_the_interrupted_step(
             assert np.abs(interrupted[key] - initial).max() > 1e-4, key
     momentum = [k for k in interrupted if k.startswith("optimizer|")]
     assert any(np.abs(interrupted[k]).max() > 0 for k in momentum)
+
+    # Per-step TensorBoard scalars count the run's steps, across the
+    # resumption and the per-epoch fits (Keras's restart at 1 in each).
+    steps = [
+        event.step
+        for path in (model_dir / "logs" / "train").glob("events.out.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        if any(value.tag == "batch_loss" for value in event.summary.value)
+    ]
+    assert set(range(5, 10)) <= set(steps), steps
+    assert len(steps) == len(set(steps)) and max(steps) == 9, steps
 
 
 # Flagfiles and model cards ----------
