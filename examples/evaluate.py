@@ -15,8 +15,30 @@ the parameters (convolutions, dense layers, batch-norm gamma and beta) that
 width uses, as counted by `keras_slimmable.profile`.
 """
 
-from absl import app
+import importlib.util
+import os
+import sys
+
 from absl import flags
+
+
+def _import_cli():
+    # `import keras_slimmable._cli` would run the package's __init__, which
+    # imports Keras and TensorFlow: --help would take seconds. The module
+    # needs only absl, so it is loaded from its file.
+    if "keras_slimmable._cli" in sys.modules:
+        return sys.modules["keras_slimmable._cli"]
+    package = importlib.util.find_spec("keras_slimmable")
+    path = os.path.join(package.submodule_search_locations[0], "_cli.py")
+    spec = importlib.util.spec_from_file_location("keras_slimmable._cli", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_cli = _import_cli()
+CommandLineError = _cli.CommandLineError
 
 DEFAULT_SPLITS = {"imagenet2012": "validation", "cifar10": "test"}
 
@@ -43,6 +65,12 @@ flags.DEFINE_bool(
 )
 flags.DEFINE_string("split", None, "tfds split; validation (ImageNet).")
 flags.DEFINE_string("val_dir", None, "--dataset=folder: images by class.")
+flags.DEFINE_bool(
+    "skip_unreadable_images",
+    False,
+    "--dataset=folder: skip image files that cannot be decoded (and say "
+    "how many) instead of stopping with their name.",
+)
 flags.DEFINE_integer(
     "image_size", None, "Image side; the model's input size if unset."
 )
@@ -72,10 +100,15 @@ def load_data(image_size):
     )
     if FLAGS.dataset == "folder":
         if not FLAGS.val_dir:
-            raise app.UsageError("--dataset=folder needs --val_dir.")
-        dataset, class_names = data.image_folder(
-            FLAGS.val_dir, training=False, **options
-        )
+            raise CommandLineError("--dataset=folder needs --val_dir.")
+        if FLAGS.skip_unreadable_images:
+            options["unreadable"] = "skip"
+        result = data.image_folder(FLAGS.val_dir, training=False, **options)
+        dataset, class_names = result[:2]
+        if len(result) > 2 and result[2]:
+            print(
+                f"Skipped {result[2]} unreadable image(s) in {FLAGS.val_dir}."
+            )
         description = FLAGS.val_dir
     else:
         split = FLAGS.split or DEFAULT_SPLITS[FLAGS.dataset]
@@ -103,7 +136,7 @@ def load_model():
     from keras_slimmable import zoo
 
     if bool(FLAGS.model) == bool(FLAGS.model_file):
-        raise app.UsageError("Give --model or --model_file (one of them).")
+        raise CommandLineError("Give --model or --model_file (one of them).")
     if FLAGS.model_file:
         model = keras.saving.load_model(FLAGS.model_file, compile=False)
         size = FLAGS.image_size or model.input_shape[1]
@@ -126,7 +159,7 @@ def load_model():
 
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        raise CommandLineError(f"Unexpected arguments: {argv[1:]}")
     import keras
 
     from keras_slimmable import profile
@@ -135,7 +168,7 @@ def main(argv):
     model, dataset, class_names, description = load_model()
     classes = model.output_shape[-1]
     if classes != len(class_names):
-        raise app.UsageError(
+        raise CommandLineError(
             f"The model has {classes} classes but the data have "
             f"{len(class_names)}."
         )
@@ -161,4 +194,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, "python examples/evaluate.py")

@@ -386,3 +386,49 @@ def test_make_optimizer_builds_the_schedule_and_scales_the_rate():
         recipes.make_optimizer("s_vgg", 10)
     with pytest.raises(ValueError, match="missing"):
         recipes.make_optimizer({"learning_rate": 0.1}, 10)
+
+
+def test_scale_learning_rate_is_linear_in_the_batch():
+    # By hand: 0.045 * 32 / 160 = 0.009; 0.5 * 256 / 1024 = 0.125.
+    assert recipes.scale_learning_rate(0.045, 32, 160) == pytest.approx(0.009)
+    assert recipes.scale_learning_rate(0.5, 256, 1024) == 0.125
+    assert recipes.scale_learning_rate(0.1, 256, 256) == 0.1
+    with pytest.raises(ValueError, match="base_batch_size=0"):
+        recipes.scale_learning_rate(0.1, 32, 0)
+    # make_schedule scales the same way.
+    schedule = recipes.make_schedule("s_mobilenet_v1", 10, batch_size=32)
+    assert schedule.initial_learning_rate == pytest.approx(0.009)
+
+
+def test_reference_recipes_use_the_unbiased_moving_variance():
+    for name, recipe in recipes.RECIPES.items():
+        assert recipe["unbiased_moving_variance"] is True, name
+    # reproduce_cifar10.py trains with Keras's batch norm as it is.
+    for name, recipe in recipes.CIFAR10_RECIPES.items():
+        assert recipe["unbiased_moving_variance"] is False, name
+
+
+def test_set_unbiased_moving_variance_sets_every_switchable_batch_norm():
+    model = build_model()
+    layers = recipes.set_unbiased_moving_variance(model, True)
+    switchable = [
+        layer
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        if isinstance(layer, ks.SwitchableBatchNormalization)
+    ]
+    assert [layer.name for layer in layers] == ["bn"]
+    assert layers == switchable
+    assert all(layer.unbiased_moving_variance is True for layer in layers)
+    recipes.set_unbiased_moving_variance(model, False)
+    assert all(layer.unbiased_moving_variance is False for layer in layers)
+
+
+def test_cifar10_recipes_complete_and_scaled():
+    recipe = recipes.CIFAR10_RECIPES["s_mobilenet_v1"]
+    optimizer = recipes.make_optimizer(recipe, 390, batch_size=64)
+    schedule = schedule_of(optimizer)
+    assert isinstance(schedule, recipes.LinearToZero)
+    # 0.05 * 64 / 128 = 0.025, reaching 0 after 3 epochs of 390 steps.
+    np.testing.assert_allclose(
+        values(schedule, [0, 585, 1170]), [0.025, 0.0125, 0.0], atol=1e-9
+    )

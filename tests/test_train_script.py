@@ -281,7 +281,14 @@ def test_resumed_run_continues_from_the_interrupted_step(
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     model_dir = tmp_path / "run"
-    args = _train_flags(image_folder, model_dir, 3, 3, "--backup_every_steps=2")
+    args = _train_flags(
+        image_folder,
+        model_dir,
+        3,
+        3,
+        "--backup_every_steps=2",
+        "--log_every_steps=1",
+    )
     at_interruption = tmp_path / "interrupted.npz"
     first = _run(
         [str(driver)],
@@ -331,6 +338,17 @@ def test_resumed_run_continues_from_the_interrupted_step(
     momentum = [k for k in interrupted if k.startswith("optimizer|")]
     assert any(np.abs(interrupted[k]).max() > 0 for k in momentum)
 
+    # Per-step TensorBoard scalars count the run's steps, across the
+    # resumption and the per-epoch fits (Keras's restart at 1 in each).
+    steps = [
+        event.step
+        for path in (model_dir / "logs" / "train").glob("events.out.*")
+        for event in tf.compat.v1.train.summary_iterator(str(path))
+        if any(value.tag == "batch_loss" for value in event.summary.value)
+    ]
+    assert set(range(5, 10)) <= set(steps), steps
+    assert len(steps) == len(set(steps)) and max(steps) == 9, steps
+
 
 # Flagfiles and model cards ----------
 
@@ -347,12 +365,9 @@ def _flagfile_values(path):
     return values
 
 
-def test_flagfiles_hold_the_reference_recipes():
-    from keras_slimmable import recipes
-    from keras_slimmable.zoo import registry
-
-    paths = [ZOO_CARDS / name / "imagenet.flags" for name in ZOO_MODELS]
-    # train.py itself parses each flagfile: every flag exists and parses.
+def _parse_flagfiles(paths):
+    """`{path: {flag: value}}` of the flags each flagfile sets, as
+    train.py itself parses them (every flag exists and parses)."""
     script = textwrap.dedent(
         f"""
         import json, sys
@@ -373,6 +388,20 @@ def test_flagfiles_hold_the_reference_recipes():
     result = _run(["-c", script, *map(str, paths)])
     assert result.returncode == 0, result.stderr[-4000:]
     parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    for flags in parsed.values():
+        if "crop_scale" in flags:
+            flags["crop_scale"] = tuple(float(v) for v in flags["crop_scale"])
+        if "boundaries" in flags:
+            flags["boundaries"] = tuple(int(v) for v in flags["boundaries"])
+    return parsed
+
+
+def test_flagfiles_hold_the_reference_recipes():
+    from keras_slimmable import recipes
+    from keras_slimmable.zoo import registry
+
+    paths = [ZOO_CARDS / name / "imagenet.flags" for name in ZOO_MODELS]
+    parsed = _parse_flagfiles(paths)
 
     for name, path in zip(ZOO_MODELS, paths):
         flags = parsed[str(path)]
@@ -387,6 +416,7 @@ def test_flagfiles_hold_the_reference_recipes():
             if isinstance(expected, tuple):
                 value = tuple(type(expected[0])(v) for v in value)
             assert value == expected, (name, key)
+        assert flags["base_batch_size"] == recipe["batch_size"]
         assert _flagfile_values(path).keys() == flags.keys()
 
 
@@ -422,3 +452,212 @@ def test_model_cards_quote_the_reference_figures():
         assert f"python -m keras_slimmable.convert --model {name}" in card
         assert manifest["reference_file"] in card
         assert "CC BY-NC 4.0" in card
+
+
+def test_cifar10_flagfile_holds_the_cifar10_recipe():
+    from keras_slimmable import recipes
+
+    path = ZOO_CARDS / "s_mobilenet_v1" / "cifar10.flags"
+    flags = _parse_flagfiles([path])[str(path)]
+    assert flags["model"] == "s_mobilenet_v1"
+    assert flags["recipe"] == "cifar10"
+    recipe = recipes.CIFAR10_RECIPES["s_mobilenet_v1"]
+    for key, expected in recipe.items():
+        assert key in flags, f"{path.name} lacks --{key}"
+        assert flags[key] == expected, key
+    assert flags["base_batch_size"] == recipe["batch_size"]
+    assert _flagfile_values(path).keys() == flags.keys()
+
+
+def test_cifar10_recipe_is_what_reproduce_cifar10_uses():
+    """The values reproduce_cifar10.py trains with, read from the script
+    (its flag defaults and constants, and the literals of its optimizer and
+    augmentation), against the recipe and the flagfile."""
+    from keras_slimmable import recipes
+
+    script = textwrap.dedent(
+        f"""
+        import inspect, json, sys
+        sys.path.insert(0, {str(EXAMPLES)!r})
+        import reproduce_cifar10 as script
+        defaults = {{
+            name: script.FLAGS[name].default
+            for name in ("batch_size", "learning_rate", "epochs",
+                         "weight_decay")
+        }}
+        defaults["image_size"] = script.IMAGE_SHAPE[0]
+        defaults["widths"] = list(script.WIDTHS)
+        defaults["optimizer"] = inspect.getsource(script.compile_model)
+        defaults["augmentation"] = inspect.getsource(script._train_dataset)
+        defaults["evaluation"] = inspect.getsource(script._test_dataset)
+        print(json.dumps(defaults))
+        """
+    )
+    result = _run(["-c", script])
+    assert result.returncode == 0, result.stderr[-4000:]
+    used = json.loads(result.stdout.strip().splitlines()[-1])
+    recipe = recipes.CIFAR10_RECIPES["s_mobilenet_v1"]
+    path = ZOO_CARDS / "s_mobilenet_v1" / "cifar10.flags"
+    flags = _parse_flagfiles([path])[str(path)]
+    for key in ("batch_size", "learning_rate", "epochs", "weight_decay"):
+        assert recipe[key] == used[key], key
+        assert flags[key] == used[key], key
+    assert recipe["image_size"] == flags["image_size"] == used["image_size"]
+    assert [float(w) for w in flags["widths"]] == used["widths"]
+    # The optimizer: Nesterov SGD, momentum 0.9, linearly to 0.
+    assert "recipes.LinearToZero(FLAGS.learning_rate" in used["optimizer"]
+    assert "momentum=0.9" in used["optimizer"]
+    assert "nesterov=True" in used["optimizer"]
+    assert recipe["schedule"] == "linear_to_zero"
+    assert recipe["momentum"] == 0.9 and recipe["nesterov"] is True
+    # Pad-and-crop with 4 pixels and a flip, nothing else; evaluation on
+    # the image itself.
+    assert (
+        "random_pad_crop(image, IMAGE_SHAPE[0], padding=4)"
+        in (used["augmentation"])
+    )
+    assert "color_jitter" not in used["augmentation"]
+    assert "pca_lighting" not in used["augmentation"]
+    assert recipe["crop_padding"] == flags["crop_padding"] == 4
+    assert recipe["color_jitter"] == recipe["lighting"] == 0
+    assert "resize" not in used["evaluation"]
+    assert recipe["resize_size"] == recipe["image_size"]
+
+
+def _dry_run(*args):
+    result = _run([str(EXAMPLES / "train.py"), "--dry_run", *args])
+    assert result.returncode == 0, result.stderr[-4000:]
+    return json.loads(result.stdout)
+
+
+def test_dry_run_shows_the_widths_and_the_scaled_learning_rate():
+    # --model alone: the reference recipe, the model's widths.
+    config = _dry_run("--model=s_mobilenet_v1", "--batch_size=32")
+    assert config["widths"] == [0.25, 0.5, 0.75, 1.0]
+    assert config["recipe_table"] == "imagenet"
+    assert config["recipe"]["unbiased_moving_variance"] is True
+    # By hand: 0.045 at batch 160, so 0.045 * 32 / 160 = 0.009 at 32.
+    assert config["scaled_learning_rate"] == pytest.approx(0.009)
+
+    # The flagfile with another batch: scaled as well.
+    flagfile = ZOO_CARDS / "s_resnet50" / "imagenet.flags"
+    config = _dry_run(f"--flagfile={flagfile}", "--batch_size=64")
+    assert config["scaled_learning_rate"] == pytest.approx(0.025)
+
+    # A learning rate given alone is the rate used.
+    config = _dry_run(
+        "--model=s_mobilenet_v1", "--batch_size=32", "--learning_rate=0.2"
+    )
+    assert config["scaled_learning_rate"] == pytest.approx(0.2)
+
+    # --dataset=cifar10 takes the CIFAR-10 recipe: 0.05 * 64 / 128.
+    config = _dry_run(
+        "--model=s_mobilenet_v1", "--dataset=cifar10", "--batch_size=64"
+    )
+    assert config["recipe_table"] == "cifar10"
+    assert config["recipe"]["crop_padding"] == 4
+    assert config["recipe"]["image_size"] == 32
+    assert config["scaled_learning_rate"] == pytest.approx(0.025)
+    config = _dry_run("--model=s_mobilenet_v1", "--widths=0.5,1")
+    assert config["widths"] == [0.5, 1.0]
+
+
+def test_training_prints_the_learning_rate_and_flags_txt_has_own_flags(
+    mirrored_run,
+):
+    result, model_dir = mirrored_run
+    # --learning_rate=0.01 given alone at --batch_size=6.
+    assert "Learning rate 0.01 (at batch 6)." in result.stdout
+    defined = set(
+        re.findall(
+            r'flags\.DEFINE_\w+\(\s*"(\w+)"',
+            (EXAMPLES / "train.py").read_text(),
+        )
+    )
+    lines = (model_dir / "flags.txt").read_text().splitlines()
+    names = [re.match(r"--(?:no)?(\w+)", line).group(1) for line in lines]
+    assert set(names) <= defined, set(names) - defined
+    assert {"model", "widths", "batch_size", "seed", "strategy"} <= set(names)
+
+
+def test_build_model_sets_the_recipes_moving_variance_convention(tmp_path):
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(EXAMPLES)!r})
+        import train
+        import keras_slimmable as ks
+        for extra in ([], ["--nounbiased_moving_variance"]):
+            train.FLAGS.unparse_flags()
+            train.FLAGS(["train.py", "--model=s_mobilenet_v1",
+                         "--widths=0.25,1.0", "--image_size=32", *extra])
+            model = train.build_model(train.resolve_recipe(), (0.25, 1.0),
+                                      3, 2)
+            values = [
+                layer.unbiased_moving_variance
+                for layer in model._flatten_layers()
+                if isinstance(layer, ks.SwitchableBatchNormalization)
+            ]
+            print(len(values), sorted(set(values)))
+        """
+    )
+    result = _run(["-c", script])
+    assert result.returncode == 0, result.stderr[-4000:]
+    first, second = result.stdout.strip().splitlines()[-2:]
+    count = int(first.split()[0])
+    assert count > 10
+    assert first == f"{count} [True]"
+    assert second == f"{count} [False]"
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+def test_help_does_not_import_tensorflow(script):
+    code = textwrap.dedent(
+        f"""
+        import runpy, sys
+        sys.argv = [{script!r}, "--help"]
+        try:
+            runpy.run_path({str(EXAMPLES / script)!r}, run_name="__main__")
+        except SystemExit as exit:
+            # absl exits with status 1 after --help.
+            assert exit.code in (0, 1, None), exit.code
+        print("tensorflow imported:", "tensorflow" in sys.modules)
+        """
+    )
+    result = _run(["-c", code])
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "skip_unreadable_images" in result.stdout
+    assert "tensorflow imported: False" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "script, args, message",
+    [
+        (
+            "train.py",
+            ["--model=s_mobilenet_v1", "--dataset=folder", "--image_size=32"],
+            "error: --dataset=folder needs --train_dir.",
+        ),
+        (
+            "evaluate.py",
+            ["--model=s_mobilenet_v1", "--dataset=folder"],
+            "error: --dataset=folder needs --val_dir.",
+        ),
+    ],
+)
+def test_errors_are_one_line_without_noise(script, args, message):
+    env_free = {
+        k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"
+    }
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env_free,
+        cwd=ROOT,
+    )
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "cuInit" not in result.stderr and "oneDNN" not in result.stderr
