@@ -93,7 +93,8 @@ def test_verbose_2_prints_one_short_line_per_epoch(capsys):
 @pytest.mark.slow
 def test_the_logs_are_the_same_as_with_keras_progress_bar(capsys):
     _, compact = fit(2, [CompactProgbarLogger()])
-    _, default = fit(2, None)
+    # A progress bar of the user's own replaces the compact default.
+    _, default = fit(2, [keras.callbacks.ProgbarLogger()])
     assert set(compact.history) == set(default.history) == EXPECTED_KEYS
     for key, values in default.history.items():
         np.testing.assert_allclose(compact.history[key], values, rtol=1e-5)
@@ -121,6 +122,16 @@ def test_verbose_1_piped_prints_the_finished_lines_only(capsys):
     printed = capsys.readouterr().out
     assert "\r" not in printed
     assert len([line for line in lines(printed) if "val loss" in line]) == 2
+
+
+def test_fit_and_evaluate_show_the_compact_bar_by_default(capsys):
+    model, history = fit(2, None)
+    x, y = arrays(16)
+    model.evaluate(x, y, verbose=2)
+    printed = lines(capsys.readouterr().out)
+    assert printed and all(len(line) <= 120 for line in printed), printed
+    assert "w0.25_loss" not in "".join(printed)
+    assert set(history.history) == EXPECTED_KEYS
 
 
 def test_verbose_0_prints_nothing(capsys):
