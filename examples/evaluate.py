@@ -15,29 +15,15 @@ the parameters (convolutions, dense layers, batch-norm gamma and beta) that
 width uses, as counted by `keras_slimmable.profile`.
 """
 
-import importlib.util
 import os
-import sys
 
 from absl import flags
 
+# The package defers its imports, and `_cli.run` imports TensorFlow quietly
+# after parsing the flags (so --help answers at once).
+os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
+from keras_slimmable import _cli  # noqa: E402
 
-def _import_cli():
-    # `import keras_slimmable._cli` would run the package's __init__, which
-    # imports Keras and TensorFlow: --help would take seconds. The module
-    # needs only absl, so it is loaded from its file.
-    if "keras_slimmable._cli" in sys.modules:
-        return sys.modules["keras_slimmable._cli"]
-    package = importlib.util.find_spec("keras_slimmable")
-    path = os.path.join(package.submodule_search_locations[0], "_cli.py")
-    spec = importlib.util.spec_from_file_location("keras_slimmable._cli", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_cli = _import_cli()
 CommandLineError = _cli.CommandLineError
 
 DEFAULT_SPLITS = {"imagenet2012": "validation", "cifar10": "test"}
@@ -103,11 +89,14 @@ def load_data(image_size):
             raise CommandLineError("--dataset=folder needs --val_dir.")
         if FLAGS.skip_unreadable_images:
             options["unreadable"] = "skip"
-        result = data.image_folder(FLAGS.val_dir, training=False, **options)
-        dataset, class_names = result[:2]
-        if len(result) > 2 and result[2]:
+        dataset, class_names = data.image_folder(
+            FLAGS.val_dir, training=False, **options
+        )
+        skipped = getattr(dataset, "skipped_files", ())
+        if skipped:
             print(
-                f"Skipped {result[2]} unreadable image(s) in {FLAGS.val_dir}."
+                f"Skipped {len(skipped)} unreadable image(s) in "
+                f"{FLAGS.val_dir}."
             )
         description = FLAGS.val_dir
     else:

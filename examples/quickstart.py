@@ -19,8 +19,14 @@ Run: `python examples/quickstart.py`
 """
 
 import os
+import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow prints start-up messages; the examples' command-line helper
+# imports it quietly (`--verbose` shows them).
+os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
+from keras_slimmable import _cli  # noqa: E402
+
+_cli.import_tensorflow_quietly(quiet="--verbose" not in sys.argv)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402

@@ -71,23 +71,11 @@ import time
 from absl import flags
 from absl import logging
 
+# The package defers its imports, and `_cli.run` imports TensorFlow quietly
+# after parsing the flags (so --help answers at once).
+os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
+from keras_slimmable import _cli  # noqa: E402
 
-def _import_cli():
-    # `import keras_slimmable._cli` would run the package's __init__, which
-    # imports Keras and TensorFlow: --help would take seconds. The module
-    # needs only absl, so it is loaded from its file.
-    if "keras_slimmable._cli" in sys.modules:
-        return sys.modules["keras_slimmable._cli"]
-    package = importlib.util.find_spec("keras_slimmable")
-    path = os.path.join(package.submodule_search_locations[0], "_cli.py")
-    spec = importlib.util.spec_from_file_location("keras_slimmable._cli", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_cli = _import_cli()
 CommandLineError = _cli.CommandLineError
 
 # Training examples of the tfds datasets, for pipelines of unknown length.
@@ -472,10 +460,10 @@ def _image_folder(directory, **kwargs):
 
     if FLAGS.skip_unreadable_images:
         kwargs["unreadable"] = "skip"
-    result = data.image_folder(directory, **kwargs)
-    dataset, class_names = result[:2]
-    if len(result) > 2 and result[2]:
-        print(f"Skipped {result[2]} unreadable image(s) in {directory}.")
+    dataset, class_names = data.image_folder(directory, **kwargs)
+    skipped = getattr(dataset, "skipped_files", ())
+    if skipped:
+        print(f"Skipped {len(skipped)} unreadable image(s) in {directory}.")
     return dataset, class_names
 
 

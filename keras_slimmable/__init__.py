@@ -6,12 +6,15 @@ One network that runs at several widths, switchable at run time
 The layers, the model and the recipes' schedules are imported with the
 package, so that `keras.saving.load_model` finds them once `keras_slimmable`
 is imported. Everything else (the zoo, data pipelines, export) is imported on
-first use (PEP 562). While Python locates a `python -m keras_slimmable.<tool>`
-command line, nothing is imported, so its `--help` answers without importing
-TensorFlow; the tool imports what it needs after parsing its flags.
+first use (PEP 562). The command lines defer even those: nothing is imported
+while Python locates a `python -m keras_slimmable.<tool>`, nor when a script
+sets `KERAS_SLIMMABLE_DEFER_IMPORTS=1` before importing the package (as the
+examples do); `keras_slimmable._cli` then imports them, quietly, after
+parsing the flags, so `--help` answers without importing TensorFlow.
 """
 
 import importlib
+import os
 import sys
 
 __version__ = "0.1.0.dev0"
@@ -43,11 +46,19 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-# `sys.argv[0]` is "-m" exactly while `python -m` locates its module.
-if sys.argv[:1] != ["-m"]:
-    from keras_slimmable import layers  # noqa: F401  (registers the layers)
+def _import_serializables():
+    """Imports (and so registers with Keras) every serializable class."""
+    from keras_slimmable import layers  # noqa: F401
     from keras_slimmable import model  # noqa: F401
     from keras_slimmable import recipes  # noqa: F401
+
+
+# `sys.argv[0]` is "-m" exactly while `python -m` locates its module.
+if (
+    sys.argv[:1] != ["-m"]
+    and os.environ.get("KERAS_SLIMMABLE_DEFER_IMPORTS") != "1"
+):
+    _import_serializables()
 
 
 def __getattr__(name):

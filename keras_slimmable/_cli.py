@@ -8,6 +8,8 @@ TensorFlow and Keras with standard error redirected to a scratch file
 answers without importing TensorFlow at all. `--verbose` shows everything,
 tracebacks included.
 
+    import os
+    os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"  # in scripts, not -m
     from keras_slimmable import _cli
 
     def main(argv):
@@ -50,9 +52,18 @@ def _verbose_requested():
     )
 
 
-def import_tensorflow_quietly():
-    """Imports TensorFlow and Keras with their start-up messages hidden."""
-    if "tensorflow" in sys.modules and "keras" in sys.modules:
+def import_tensorflow_quietly(quiet=True):
+    """Imports TensorFlow, Keras and the package's layers and model, with
+    TensorFlow's start-up messages hidden unless `quiet=False`.
+
+    A script imports the package with `KERAS_SLIMMABLE_DEFER_IMPORTS=1` (see
+    `keras_slimmable/__init__.py`), then calls this.
+    """
+    os.environ.pop("KERAS_SLIMMABLE_DEFER_IMPORTS", None)
+    import keras_slimmable
+
+    if not quiet or ("tensorflow" in sys.modules and "keras" in sys.modules):
+        keras_slimmable._import_serializables()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.stderr.flush()
@@ -62,6 +73,8 @@ def import_tensorflow_quietly():
         try:
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
+
+            keras_slimmable._import_serializables()
         except BaseException:
             os.dup2(saved, 2)
             scratch.seek(0)
@@ -92,8 +105,7 @@ def run(main, program):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
     def quiet_main(argv):
-        if not _VERBOSE.value:
-            import_tensorflow_quietly()
+        import_tensorflow_quietly(quiet=not _VERBOSE.value)
         try:
             return main(argv)
         except _USER_ERRORS as error:
