@@ -75,12 +75,16 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow prints start-up messages; the examples' command-line helper
+# imports it quietly (`--verbose` shows them).
+os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
+from keras_slimmable import _cli  # noqa: E402
+
+_cli.import_tensorflow_quietly(quiet="--verbose" not in sys.argv)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
-from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from keras_slimmable import recipes  # noqa: E402
@@ -627,4 +631,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, "python examples/reproduce_cifar10.py")

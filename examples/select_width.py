@@ -19,11 +19,14 @@ import os
 import shutil
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# TensorFlow prints start-up messages; `_cli.run` imports it quietly after
+# parsing the flags (`--verbose` shows them).
+os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
+
+from keras_slimmable import _cli  # noqa: E402
 
 flags.DEFINE_string("model", "s_mobilenet_v1", "Zoo model name.")
 flags.DEFINE_string(
@@ -145,4 +148,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, "python examples/select_width.py")

@@ -23,10 +23,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 ZOO_CARDS = ROOT / "zoo"
 # The reference's per-width counts, in shared/ beside the repository.
-COUNTS_PATHS = (
-    ROOT.parent / "shared" / "reference" / "counts.json",
-    pathlib.Path("/work/shared/reference/counts.json"),
-)
+COUNTS_PATHS = (ROOT.parent / "shared" / "reference" / "counts.json",)
 ZOO_MODELS = ("s_mobilenet_v1", "s_mobilenet_v2", "s_shufflenet", "s_resnet50")
 CLASSES = ("blue", "green", "red")
 WIDTHS = (0.25, 1.0)

@@ -2,6 +2,7 @@
 through `tfds.testing.mock_data`."""
 
 import os
+import pathlib
 import tarfile
 
 import numpy as np
@@ -12,7 +13,13 @@ from keras_slimmable import data
 from keras_slimmable.data import augment
 from keras_slimmable.data import pipelines
 
-CIFAR10_TARBALL = "/work/shared/datasets/cifar10-jpeg.tar.gz"
+# In the shared folder beside the repository.
+CIFAR10_TARBALL = str(
+    pathlib.Path(__file__).resolve().parents[2].parent
+    / "shared"
+    / "datasets"
+    / "cifar10-jpeg.tar.gz"
+)
 CIFAR10_CLASSES = [
     "airplane",
     "automobile",
