@@ -6,9 +6,34 @@ things it compares (round robin) and reports medians side by side.
 
 import os
 import statistics
+import sys
 import time
 
+from absl import flags
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+flags.DEFINE_enum(
+    "backend",
+    None,
+    ["tensorflow", "jax", "torch"],
+    "The Keras backend; defaults to $KERAS_BACKEND, else tensorflow.",
+)
+
+
+def _backend_on_the_command_line():
+    # Keras reads its backend when first imported, before absl parses the
+    # flags: read --backend from the command line itself.
+    for i, argument in enumerate(sys.argv):
+        if argument.startswith("--backend="):
+            return argument.split("=", 1)[1]
+        if argument == "--backend" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+    return None
+
+
+if _backend_on_the_command_line():
+    os.environ["KERAS_BACKEND"] = _backend_on_the_command_line()
 
 import keras  # noqa: E402
 
@@ -98,11 +123,13 @@ def small_convnet(widths=WIDTHS, index=None, input_size=64, classes=10):
 def quiet():
     """Silences TensorFlow's retracing warnings: benchmarks build several
     models whose Keras train functions share one code object."""
-    import tensorflow as tf
     from absl import logging
 
-    tf.get_logger().setLevel("ERROR")
     logging.set_verbosity(logging.ERROR)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")
 
 
 def time_call(function, *args, **kwargs):

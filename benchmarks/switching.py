@@ -4,7 +4,9 @@ For every width, compares the latency of the first call after switching to
 that (already used) width from another one with a steady-state call at
 that width (the same width called again), through `model(x, width=w)`,
 `set_width` + `model(x)` and `set_width` + `predict`. Target: at most
-1.2x. Run: `python benchmarks/switching.py [--model s_mobilenet_v1]`.
+1.2x. Run: `python benchmarks/switching.py [--model s_mobilenet_v1]
+[--backend jax]`. Every call's outputs are read back to NumPy, so JAX's
+asynchronous dispatch is timed to the end of the computation.
 """
 
 import collections
@@ -12,6 +14,7 @@ import collections
 import numpy as np
 from absl import app
 from absl import flags
+from common import keras  # imported after the backend is set
 from common import median_ms
 from common import print_table
 from common import quiet
@@ -44,11 +47,11 @@ def modes(model, x):
     """name -> function(width) running one inference at that width."""
 
     def call_with_width(width):
-        model(x, width=width)
+        keras.ops.convert_to_numpy(model(x, width=width))
 
     def set_width_then_call(width):
         model.set_width(width)
-        model(x)
+        keras.ops.convert_to_numpy(model(x))
 
     def set_width_then_predict(width):
         model.set_width(width)
@@ -98,7 +101,8 @@ def main(_):
             )
     print(
         f"Switching, {FLAGS.model or 'small convnet'} at {size}x{size}, "
-        f"batch {FLAGS.batch_size}, {FLAGS.rounds} rounds (medians):"
+        f"batch {FLAGS.batch_size}, {FLAGS.rounds} rounds (medians), "
+        f"{keras.backend.backend()}:"
     )
     print_table(
         [

@@ -4,20 +4,20 @@ Compares, in one run:
 - time: one slimmable training step over all widths vs the sum of one step
   of each width trained as a separate plain Keras model of the same shape
   (target: at most 1.05x);
-- memory: the peak memory the slimmable step allocates vs one step of the
-  widest plain model alone (target: at most 1.15x), read from TensorFlow's
-  CPU allocator (`tf.config.experimental.get_memory_info`).
+- memory (TensorFlow only): the peak memory the slimmable step allocates vs
+  one step of the widest plain model alone (target: at most 1.15x), read
+  from TensorFlow's CPU allocator (`tf.config.experimental.get_memory_info`).
 
 Run: `python benchmarks/train_step.py` (a small convnet, 64 px, batch 32),
 or `--model s_mobilenet_v1 --image_size 128` for a zoo model, whose plain
-per-width models are its `materialize`d widths.
+per-width models are its `materialize`d widths; `--backend jax` or `torch`
+for another Keras backend (both sides on that backend).
 """
 
-import keras
 import numpy as np
-import tensorflow as tf
 from absl import app
 from absl import flags
+from common import keras  # imported after the backend is set
 from common import median_ms
 from common import print_table
 from common import quiet
@@ -65,6 +65,8 @@ def compile_for_training(model):
 
 def peak_step_bytes(model, x, y):
     """Bytes the allocator's peak rises above its level before the step."""
+    import tensorflow as tf
+
     tf.config.experimental.reset_memory_stats("CPU:0")
     before = tf.config.experimental.get_memory_info("CPU:0")["current"]
     model.train_on_batch(x, y)
@@ -94,31 +96,34 @@ def main(_):
     plain_ms = [median_ms(t) for t in plain_times]
     time_ratio = slimmable_ms / sum(plain_ms)
 
-    slimmable_bytes = min(peak_step_bytes(slimmable, x, y) for _ in range(3))
-    widest_bytes = min(peak_step_bytes(plain[-1], x, y) for _ in range(3))
-    memory_ratio = slimmable_bytes / widest_bytes
-
+    backend = keras.backend.backend()
     name = FLAGS.model or "small convnet"
     print(
         f"Training step, {name} at {size}x{size}, batch {batch}, "
-        f"{FLAGS.rounds} rounds (medians, interleaved):"
+        f"{FLAGS.rounds} rounds (medians, interleaved), {backend}:"
     )
     rows = [[f"plain w={w}", ms] for w, ms in zip(widths, plain_ms)]
     rows.append(["sum of plain widths", sum(plain_ms)])
     rows.append(["slimmable (all widths)", slimmable_ms])
     print_table(["model", "ms / step"], rows)
     print()
-    print_table(
-        ["measure", "slimmable", "reference", "ratio", "target", "verdict"],
+    rows = [
         [
-            [
-                "time: slimmable / sum of plain",
-                f"{slimmable_ms:.1f} ms",
-                f"{sum(plain_ms):.1f} ms",
-                time_ratio,
-                f"<= {TIME_TARGET}",
-                "ok" if time_ratio <= TIME_TARGET else "OVER",
-            ],
+            "time: slimmable / sum of plain",
+            f"{slimmable_ms:.1f} ms",
+            f"{sum(plain_ms):.1f} ms",
+            time_ratio,
+            f"<= {TIME_TARGET}",
+            "ok" if time_ratio <= TIME_TARGET else "OVER",
+        ]
+    ]
+    if backend == "tensorflow":
+        slimmable_bytes = min(
+            peak_step_bytes(slimmable, x, y) for _ in range(3)
+        )
+        widest_bytes = min(peak_step_bytes(plain[-1], x, y) for _ in range(3))
+        memory_ratio = slimmable_bytes / widest_bytes
+        rows.append(
             [
                 "peak memory: slimmable / widest",
                 f"{slimmable_bytes / 2**20:.1f} MiB",
@@ -126,8 +131,11 @@ def main(_):
                 memory_ratio,
                 f"<= {MEMORY_TARGET}",
                 "ok" if memory_ratio <= MEMORY_TARGET else "OVER",
-            ],
-        ],
+            ]
+        )
+    print_table(
+        ["measure", "slimmable", "reference", "ratio", "target", "verdict"],
+        rows,
     )
 
 
