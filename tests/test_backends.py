@@ -121,3 +121,69 @@ def test_a_keras_file_trained_on_one_backend_loads_on_the_others(
         )
         assert result.returncode == 0, (target, result.stderr[-3000:])
         assert "equal at widths (0.5, 1.0)" in result.stdout
+
+
+_WITHOUT_TENSORFLOW = textwrap.dedent(
+    """
+    import importlib.abc
+    import importlib.machinery
+    import sys
+
+    class NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        # Importing TensorFlow fails as if it were not installed.
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                return importlib.machinery.ModuleSpec(name, self)
+            return None
+
+        def create_module(self, spec):
+            raise ModuleNotFoundError(f"No module named {spec.name!r}")
+
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.insert(0, NoTensorFlow())
+
+    import numpy as np
+    import keras
+    import keras_slimmable as ks
+    from keras_slimmable.convert import load_reference_checkpoint
+
+    model = ks.zoo.s_mobilenet_v1(input_shape=(32, 32, 3), classes=10)
+    images = np.zeros((2, 32, 32, 3), "float32")
+    assert model(images, width=0.5).shape == (2, 10)
+    assert ks.profile(model)[0.5]["macs"] > 0
+    model.materialize(0.5)
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(True))
+    model.fit(images, np.zeros(2), verbose=0)
+    for name, module in (
+        ("data", "keras_slimmable.data"),
+        ("export", "keras_slimmable.export"),
+    ):
+        try:
+            if name == "data":
+                from keras_slimmable.data import image_folder  # noqa: F401
+            else:
+                ks.export.export_saved_model
+        except ImportError as error:
+            assert "keras-slimmable[tensorflow]" in str(error), error
+            print(name, "says", str(error).split(" needs")[0])
+        else:
+            raise AssertionError(f"{module} imported without TensorFlow")
+    assert "tensorflow" not in sys.modules
+    print("ok without tensorflow on", keras.backend.backend())
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_package_works_without_tensorflow(backend):
+    # Issue 11: `import keras_slimmable` needed TensorFlow. Only the tf.data
+    # pipelines and export do, and they say which extra to install.
+    _needs(backend)
+    result = _run(backend, ["-c", _WITHOUT_TENSORFLOW])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ok without tensorflow on {backend}" in result.stdout
+    assert "data says keras_slimmable.data" in result.stdout
+    assert "export says keras_slimmable.export" in result.stdout

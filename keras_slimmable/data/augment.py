@@ -17,10 +17,11 @@ The reference (PyTorch, torchvision) training transform is
 import math
 import numbers
 
-import tensorflow as tf
+from keras_slimmable._optional import require_tensorflow
+from keras_slimmable.imagenet import IMAGENET_MEAN
+from keras_slimmable.imagenet import IMAGENET_STD
 
-from keras_slimmable.zoo.common import IMAGENET_MEAN
-from keras_slimmable.zoo.common import IMAGENET_STD
+tf = require_tensorflow("keras_slimmable.data (tf.data pipelines)")
 
 # AlexNet's PCA of ImageNet RGB pixels (values in [0, 1]): the eigenvalues
 # and, as columns, the eigenvectors (the constants of fb.resnet.torch and of
@@ -471,7 +472,7 @@ def normalize(image):
     """[0, 1] RGB to the reference models' input: minus the ImageNet mean,
     divided by the standard deviation, per channel (channels last).
 
-    The constants are `keras_slimmable.zoo.common.IMAGENET_MEAN` and
+    The constants are `keras_slimmable.imagenet.IMAGENET_MEAN` and
     `IMAGENET_STD`; `keras_slimmable.zoo.preprocess_input` does the same
     for [0, 255] images.
     """

@@ -12,9 +12,11 @@ import os
 import sys
 
 import numpy as np
-import tensorflow as tf
 
+from keras_slimmable._optional import require_tensorflow
 from keras_slimmable.data import augment
+
+tf = require_tensorflow("keras_slimmable.data (tf.data pipelines)")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 

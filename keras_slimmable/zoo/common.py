@@ -7,9 +7,6 @@ import keras
 from keras_slimmable.zoo.imagenet_utils import preprocess_input  # noqa: F401
 from keras_slimmable.zoo.weights import load_builder_weights
 
-# The reference normalisation: RGB scaled to [0, 1], then per channel.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 BATCH_NORM_MOMENTUM = 0.9  # PyTorch's momentum 0.1
 BATCH_NORM_EPSILON = 1e-5
 # keras.applications' minimum input height and width.
