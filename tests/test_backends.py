@@ -64,7 +64,7 @@ _TRAIN_AND_SAVE = textwrap.dedent(
     sys.path.insert(0, "tests/backends")
     from test_training import LOSS, build_model, data
 
-    model = build_model(seed=3)
+    model = build_model()
     x, y = data(16)
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), LOSS)
     model.fit(x, y, batch_size=8, epochs=2, verbose=0)
