@@ -162,6 +162,36 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
     def width(self, value):
         self.set_width(value)
 
+    @property
+    def cache_weight_slices(self):
+        """Whether eager inference reads cached copies of the narrower
+        widths' large weight slices (TensorFlow only).
+
+        On by default on TensorFlow: it keeps batch-1 inference at a narrow
+        width as fast as the width's plain model, at the cost of one copy
+        of each used width's large slices (see `trainers/weight_cache.py`).
+        Set it to `False` to save that memory; calls then slice the shared
+        kernels every time.
+        """
+        return bool(self._functions.weights.enabled)
+
+    @cache_weight_slices.setter
+    def cache_weight_slices(self, value):
+        if not isinstance(value, bool):
+            raise ValueError(
+                "`cache_weight_slices` must be True or False. Received: "
+                f"cache_weight_slices={value!r}"
+            )
+        if value and keras.backend.backend() != "tensorflow":
+            raise ValueError(
+                "The weight-slice cache is a TensorFlow-only optimisation. "
+                f"Received: cache_weight_slices=True on the "
+                f"{keras.backend.backend()} backend"
+            )
+        if not value and self._functions.weights.enabled:
+            self._functions.weights.release()
+        self._functions.weights.enabled = value
+
     def set_width(self, width):
         """Makes `width` the default width.
 

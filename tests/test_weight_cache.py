@@ -272,3 +272,20 @@ def test_threads_reading_while_another_writes_see_a_whole_state():
     assert not errors
     for result in results:
         assert any(np.array_equal(result, e) for e in expected)
+
+
+def test_the_cache_can_be_turned_off():
+    model = build_model(True)
+    x = images()
+    assert model.cache_weight_slices is True
+    model.cache_weight_slices = False
+    assert_matches_graph_slicing(model, x)
+    assert not cache_of(model)._entries  # nothing was copied
+    # Weights written afterwards are seen: there is no copy to go stale.
+    _assign(model)
+    assert_matches_graph_slicing(model, x)
+    model.cache_weight_slices = True
+    assert_matches_graph_slicing(model, x)
+    assert cache_of(model)._entries
+    with pytest.raises(ValueError, match="cache_weight_slices='no'"):
+        model.cache_weight_slices = "no"
