@@ -10,6 +10,7 @@ gradients summed, then one `optimizer.stateless_apply`.
 
 import jax
 import keras
+import numpy as np
 from keras.src import backend as keras_backend
 
 from keras_slimmable.trainers.base import SlimmableTrainerBase
@@ -52,6 +53,22 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
         )
 
     # Inference ----------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        # One eager inference call on one array skips Keras's per-call
+        # bookkeeping and runs the width's jitted function directly (as on
+        # TensorFlow); the function itself goes through `__call__` inside.
+        if (
+            len(args) == 1
+            and not (set(kwargs) - {"width", "training"})
+            and not kwargs.get("training")
+            and self.built
+            and isinstance(args[0], (np.ndarray, jax.Array))
+            and not isinstance(args[0], jax.core.Tracer)
+        ):
+            index = self._width_index(kwargs.get("width"))
+            return self._run_at_width(args[0], index)
+        return super().__call__(*args, **kwargs)
 
     def _run_at_width(self, inputs, index, training=None, mask=None):
         """Eager inference runs width `index`'s jitted function, given the
