@@ -170,7 +170,7 @@ class _Line:
         self.previous_width = 0
         self.dynamic = (
             (hasattr(sys.stdout, "isatty") and sys.stdout.isatty())
-            or "ipykernel" in sys.modules
+            or _in_notebook()
             or "PYCHARM_HOSTED" in os.environ
         )
 
@@ -207,6 +207,17 @@ class _Line:
             self.previous_width = 0 if finalize else len(line)
         else:
             io_utils.print_msg(line)
+
+
+def _in_notebook():
+    """Whether this runs in a Jupyter kernel.
+
+    Not `"ipykernel" in sys.modules` (Keras's test): other libraries
+    import it (tensorflow-datasets' progress bars do) in plain scripts.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def _duration(seconds):

@@ -118,6 +118,10 @@ def test_verbose_1_updates_one_line_in_place(capsys, monkeypatch):
 
 
 def test_verbose_1_piped_prints_the_finished_lines_only(capsys):
+    # Other libraries import ipykernel in plain scripts (tfds does): that
+    # is no notebook.
+    import ipykernel  # noqa: F401
+
     fit(1, [CompactProgbarLogger()])
     printed = capsys.readouterr().out
     assert "\r" not in printed
