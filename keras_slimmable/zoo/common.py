@@ -7,6 +7,33 @@ import keras
 from keras_slimmable.zoo.imagenet_utils import preprocess_input  # noqa: F401
 from keras_slimmable.zoo.weights import load_builder_weights
 
+# The arguments every builder documents alike, put where its docstring
+# says `{shared_arguments}` (as keras.applications shares BASE_DOCSTRING).
+SHARED_ARGUMENTS_DOC = """\
+        input_tensor: a Keras tensor (the output of `keras.Input()` or of
+            a layer) to use as the images. As in keras.applications, the
+            model's inputs are then the inputs it derives from
+            (`keras.utils.get_source_inputs`), and with `weights` only the
+            builder's layers are loaded. Defaults to `None`.
+        classifier_activation: the classifier's activation, with
+            `include_top=True`: `None` for logits, `"softmax"` for
+            probabilities, or any Keras activation; with `weights`, only
+            `None` or `"softmax"`, as in keras.applications. Defaults to
+            `None`, logits, unlike keras.applications (`"softmax"`): the
+            reference models output logits, the reference checkpoints are
+            checked logit for logit, and the zoo's recipes train with
+            `from_logits=True`.
+"""
+
+
+def with_shared_arguments_doc(builder):
+    """Puts `SHARED_ARGUMENTS_DOC` into `builder`'s docstring."""
+    builder.__doc__ = builder.__doc__.replace(
+        "        {shared_arguments}\n", SHARED_ARGUMENTS_DOC
+    )
+    return builder
+
+
 BATCH_NORM_MOMENTUM = 0.9  # PyTorch's momentum 0.1
 BATCH_NORM_EPSILON = 1e-5
 # keras.applications' minimum input height and width.

@@ -23,6 +23,7 @@ from keras_slimmable.zoo.common import image_input
 from keras_slimmable.zoo.common import load_weights
 from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
+from keras_slimmable.zoo.common import with_shared_arguments_doc
 from keras_slimmable.zoo.registry import register_model
 from keras_slimmable.zoo.weights import check_weights_argument
 from keras_slimmable.zoo.weights import weights_file_name
@@ -58,6 +59,7 @@ MANIFEST = {
 }
 
 
+@with_shared_arguments_doc
 @register_model("s_mobilenet_v2")
 def s_mobilenet_v2(
     widths=None,
@@ -113,19 +115,7 @@ def s_mobilenet_v2(
             batch norm shared by all widths. Reference checkpoints cannot
             be loaded into it. Defaults to `False`.
         name: the model name. Defaults to `"s_mobilenet_v2"`.
-        input_tensor: a Keras tensor (the output of `keras.Input()` or of
-            a layer) to use as the images. As in keras.applications, the
-            model's inputs are then the inputs it derives from
-            (`keras.utils.get_source_inputs`), and with `weights` only the
-            builder's layers are loaded. Defaults to `None`.
-        classifier_activation: the classifier's activation, with
-            `include_top=True`: `None` for logits, `"softmax"` for
-            probabilities, or any Keras activation; with `weights`, only
-            `None` or `"softmax"`, as in keras.applications. Defaults to
-            `None`, logits, unlike keras.applications (`"softmax"`): the
-            reference models output logits, the reference checkpoints are
-            checked logit for logit, and the zoo's recipes train with
-            `from_logits=True`.
+        {shared_arguments}
 
     Returns:
         A `keras_slimmable.SlimmableModel`.

@@ -126,3 +126,20 @@ def test_an_input_tensor_below_32_pixels_is_rejected(name):
     with pytest.raises(ValueError, match=re.escape(message)) as error:
         zoo.create_model(name, input_tensor=tensor)
     assert "(None, 16, 64, 3)" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "builder",
+    [
+        ks.zoo.s_mobilenet_v1,
+        ks.zoo.s_mobilenet_v2,
+        ks.zoo.s_resnet,
+        ks.zoo.s_shufflenet,
+    ],
+)
+def test_builders_document_every_argument(builder):
+    # Shared paragraphs come from zoo.common.SHARED_ARGUMENTS_DOC.
+    doc = builder.__doc__
+    assert "{shared_arguments}" not in doc
+    for parameter in inspect.signature(builder).parameters:
+        assert f"\n        {parameter}: " in doc, parameter
