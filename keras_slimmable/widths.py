@@ -89,9 +89,8 @@ def _real_number(value):
     Bools (Python's and NumPy's) and strings are not widths, though
     `float()` would take them.
     """
+    # numpy.bool_ is no numbers.Real either.
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return None
-    if type(value).__name__ == "bool_":  # numpy.bool_ without numpy
         return None
     return float(value)
 

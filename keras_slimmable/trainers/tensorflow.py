@@ -8,15 +8,12 @@ through one `tf.function` per width (reading the weight-slice cache of
 
 import functools
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_slimmable.trainers.base import SlimmableTrainerBase
-
-
-def _batch_size(x):
-    first = next(t for t in tf.nest.flatten(x) if t is not None)
-    return tf.shape(first)[0]
+from keras_slimmable.trainers.base import _batch_size
 
 
 class _WidthFunction:
@@ -137,7 +134,7 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
         precision) and for `tf.distribute` as in Keras's own `train_step`.
         """
         self._check_compiled_loss()
-        x, y, sample_weight = _unpack(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         variables = self.trainable_variables
         batch_size = _batch_size(x)
         summed = [None] * len(variables)
@@ -177,9 +174,3 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
         if pairs:
             self.optimizer.apply_gradients(pairs)
         return self.get_metrics_result()
-
-
-def _unpack(data):
-    import keras
-
-    return keras.utils.unpack_x_y_sample_weight(data)

@@ -5,6 +5,7 @@ import math
 import keras
 
 from keras_slimmable.zoo.imagenet_utils import preprocess_input  # noqa: F401
+from keras_slimmable.zoo.weights import copy_weights
 from keras_slimmable.zoo.weights import load_builder_weights
 
 # The arguments every builder documents alike, put where its docstring
@@ -257,19 +258,8 @@ def copy_builder_weights(source, target):
     """Copies the weights of every layer of `source` into the same-named
     layer of `target`, which may hold more layers (shapes are checked
     before anything is assigned)."""
-    pairs = []
-    for layer in source.layers:
-        if not layer.weights:
-            continue
-        values = layer.get_weights()
-        destination = target.get_layer(layer.name)
-        expected = [tuple(w.shape) for w in destination.weights]
-        found = [tuple(v.shape) for v in values]
-        if expected != found:
-            raise ValueError(
-                f"Layer '{layer.name}': cannot copy weights of shapes {found} "
-                f"into weights of shapes {expected}."
-            )
-        pairs.append((destination, values))
-    for destination, values in pairs:
-        destination.set_weights(values)
+    copy_weights(
+        (layer, target.get_layer(layer.name))
+        for layer in source.layers
+        if layer.weights
+    )

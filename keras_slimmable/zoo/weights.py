@@ -170,21 +170,29 @@ def imagenet_weights_path(manifest):
 def copy_layer_weights(source, target):
     """Copies the weights of every layer of `target` from the same-named
     layer of `source` (checks all shapes before assigning anything)."""
-    pairs = []
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        values = source.get_layer(layer.name).get_weights()
-        expected = [tuple(w.shape) for w in layer.weights]
+    copy_weights(
+        (source.get_layer(layer.name), layer)
+        for layer in target.layers
+        if layer.weights
+    )
+
+
+def copy_weights(pairs):
+    """Copies each `(source layer, destination layer)` pair's weights,
+    after checking every pair's shapes, so a mismatch changes nothing."""
+    checked = []
+    for source, destination in pairs:
+        values = source.get_weights()
+        expected = [tuple(w.shape) for w in destination.weights]
         found = [tuple(v.shape) for v in values]
         if expected != found:
             raise ValueError(
-                f"Layer '{layer.name}': cannot copy weights of shapes {found} "
-                f"into weights of shapes {expected}."
+                f"Layer '{destination.name}': cannot copy weights of shapes "
+                f"{found} into weights of shapes {expected}."
             )
-        pairs.append((layer, values))
-    for layer, values in pairs:
-        layer.set_weights(values)
+        checked.append((destination, values))
+    for destination, values in checked:
+        destination.set_weights(values)
 
 
 def load_builder_weights(
