@@ -5,6 +5,10 @@ import sys
 import time
 
 import keras
+
+# Private Keras API: `print_msg` is how Keras's own progress bar prints, so
+# `keras.config.disable_interactive_logging()` sends these lines to absl
+# logging as it does Keras's. tests/test_keras_private_api.py checks it.
 from keras.src.utils import io_utils
 
 from keras_slimmable.widths import width_name

@@ -4,11 +4,7 @@ import threading
 
 import keras
 
-from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.layers import SlimmableDense
-from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.layers import SlimmableGroupedConv2D
-from keras_slimmable.layers import SwitchableBatchNormalization
+from keras_slimmable.layers import SlimmableLayer
 from keras_slimmable.metrics import WidthMetrics
 from keras_slimmable.trainers import SlimmableTrainer
 from keras_slimmable.trainers import WeightCache
@@ -42,15 +38,6 @@ def _with_compact_progress(callbacks):
     if not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks):
         callbacks.append(CompactProgbarLogger())
     return callbacks
-
-
-_SLIMMABLE_LAYERS = (
-    SlimmableConv2D,
-    SlimmableDense,
-    SlimmableDepthwiseConv2D,
-    SlimmableGroupedConv2D,
-    SwitchableBatchNormalization,
-)
 
 
 class _FunctionCache:
@@ -136,10 +123,9 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
     def _check_layer_widths(self):
         expected = len(self._widths)
         for layer in self._flatten_layers(include_self=False):
-            if not isinstance(layer, _SLIMMABLE_LAYERS):
+            if not isinstance(layer, SlimmableLayer):
                 continue
-            for attribute in ("filters", "units", "channels"):
-                value = getattr(layer, attribute, None)
+            for attribute, value in layer.channel_config().items():
                 if isinstance(value, tuple) and len(value) != expected:
                     raise ValueError(
                         f"Layer '{layer.name}' has {attribute}={value}, "
@@ -277,11 +263,12 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
 
     def _forward(self, inputs, index, training=None, mask=None):
         """The functional graph, run at the width `index`."""
-        with width_scope(index):
+        with width_scope(index, width=self._widths[index]):
             return super().call(inputs, training=training, mask=mask)
 
     def compute_output_spec(self, inputs, training=None, mask=None, width=None):
-        with width_scope(self._width_index(width)), implicit_width_scope():
+        index = self._width_index(width)
+        with width_scope(index, self._widths[index]), implicit_width_scope():
             return super().compute_output_spec(
                 inputs, training=training, mask=mask
             )

@@ -32,12 +32,8 @@ import math
 
 import keras
 
-from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.layers import SlimmableDense
-from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.layers import SlimmableGroupedConv2D
-from keras_slimmable.layers import SwitchableBatchNormalization
-from keras_slimmable.layers.base import channels_at
+from keras_slimmable.layers import SlimmableLayer
+from keras_slimmable.widths import ActiveWidth
 from keras_slimmable.widths import width_scope
 
 _AVERAGE_POOLING = (
@@ -58,7 +54,6 @@ _PLAIN_WEIGHTED = (
     keras.layers.Conv2D,
     keras.layers.Conv3D,
     keras.layers.DepthwiseConv2D,
-    keras.layers.Dense,
 )
 
 
@@ -94,8 +89,9 @@ def profile(model, input_shape=None):
     result = {}
     for index, width in enumerate(model.widths):
         totals = {"macs": 0, "conv_fc_params": 0, "bn_affine_params": 0}
+        active = ActiveWidth(width, index)
         for call in layer_calls(model, index, inputs):
-            for key, value in _count(call, index).items():
+            for key, value in _count(call, active).items():
                 totals[key] += value
         result[width] = totals
     return result
@@ -159,7 +155,7 @@ def layer_calls(model, index, inputs):
 
         return run
 
-    with width_scope(index):
+    with width_scope(index, width=model.widths[index]):
         _walk(model, inputs, visit)
     return calls
 
@@ -208,24 +204,19 @@ def _symbolic_inputs(model, input_shape):
     return inputs[0] if len(inputs) == 1 else inputs
 
 
-def _count(call, index):
-    """The MACs and parameters of one layer call at width `index`."""
+def _count(call, width):
+    """The MACs and parameters of one layer call at `width`: a slimmable
+    layer counts itself (`SlimmableLayer.count`); Keras's own layers are
+    counted here."""
     layer = call.operation
     counts = {"macs": 0, "conv_fc_params": 0, "bn_affine_params": 0}
     if isinstance(layer, keras.Model):
         return counts  # Its own layers were recorded while walking it.
     input_shape = call.input_shapes[0] if call.input_shapes else ()
     output_shape = call.output_shapes[0] if call.output_shapes else ()
-    if isinstance(layer, SwitchableBatchNormalization):
-        if layer.shared:
-            batch_norm, channels = layer.batch_norms[0], input_shape[-1]
-        else:
-            batch_norm = layer.batch_norms[index]
-            channels = batch_norm.moving_mean.shape[0]
-        counts["bn_affine_params"] = channels * (
-            int(batch_norm.scale) + int(batch_norm.center)
-        )
-    elif isinstance(layer, keras.layers.BatchNormalization):
+    if isinstance(layer, SlimmableLayer):
+        return layer.count(input_shape, output_shape, width)
+    if isinstance(layer, keras.layers.BatchNormalization):
         counts["bn_affine_params"] = sum(
             math.prod(v.shape)
             for v in (
@@ -243,55 +234,27 @@ def _count(call, index):
         if source is not None and isinstance(source.operation, _ZERO_PADDING):
             input_shape = source.input_shapes[0]
         counts["macs"] = math.prod(input_shape[1:])
-    elif isinstance(layer, (SlimmableDense, keras.layers.Dense)):
+    elif isinstance(layer, keras.layers.Dense):
         units = output_shape[-1]
         kernel = input_shape[-1] * units
         counts["macs"] = math.prod(output_shape[1:-1]) * kernel
         counts["conv_fc_params"] = kernel + (units if layer.use_bias else 0)
-    elif isinstance(layer, _SLIMMABLE_CONVOLUTIONS + _PLAIN_WEIGHTED):
-        kernel_shape, bias = _active_kernel(layer, input_shape, index)
-        kernel = math.prod(kernel_shape)
+    elif isinstance(layer, _PLAIN_WEIGHTED):
+        # An ordinary Keras convolution: its whole kernel.
+        shape = tuple(layer.kernel.shape)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            out = shape[-2] * shape[-1]
+        else:
+            out = shape[-1]
+        kernel = math.prod(shape)
         counts["macs"] = math.prod(output_shape[1:-1]) * kernel
-        counts["conv_fc_params"] = kernel + bias
+        counts["conv_fc_params"] = kernel + (out if layer.use_bias else 0)
     elif layer.trainable_weights:
         raise ValueError(
             f"`profile` does not know how to count layer '{layer.name}' of "
             f"type {type(layer).__name__}, which has trainable weights."
         )
     return counts
-
-
-_SLIMMABLE_CONVOLUTIONS = (
-    SlimmableConv2D,
-    SlimmableDepthwiseConv2D,
-    SlimmableGroupedConv2D,
-)
-
-
-def _active_kernel(layer, input_shape, index):
-    """The shape of the kernel slice a convolution uses, and its bias size.
-
-    The kernel shape is `(*kernel_size, in_per_group, out)`, so its size
-    times the output positions is the MACs.
-    """
-    channels_in = input_shape[-1]
-    size = tuple(layer.kernel_size)
-    if isinstance(layer, SlimmableDepthwiseConv2D):
-        shape, out = size + (channels_in, 1), channels_in
-    elif isinstance(layer, SlimmableGroupedConv2D):
-        out = channels_at(layer.filters, layer.name, index)
-        per_group = channels_in // layer.groups
-        shape = size + (per_group if layer.split_inputs else channels_in, out)
-    elif isinstance(layer, SlimmableConv2D):
-        out = channels_at(layer.filters, layer.name, index)
-        shape = size + (channels_in, out)
-    else:  # An ordinary Keras convolution: its whole kernel.
-        shape = tuple(layer.kernel.shape)
-        if isinstance(layer, keras.layers.DepthwiseConv2D):
-            out = shape[-2] * shape[-1]
-        else:
-            out = shape[-1]
-    return shape, (out if layer.use_bias else 0)
 
 
 # Latency per width -----------------------------------------------------------

@@ -24,10 +24,7 @@ model.fit(train, epochs=recipe["epochs"])
 import keras
 from keras import ops
 
-from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.layers import SlimmableDense
-from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.layers import SlimmableGroupedConv2D
+from keras_slimmable.layers import SlimmableLayer
 from keras_slimmable.layers import SwitchableBatchNormalization
 
 _COMMON = {
@@ -127,10 +124,9 @@ itself (`resize_size=32`). Keys as in `RECIPES`, plus `crop_padding` and
 # Weight decay ----------------------------------------------------------
 
 
+# Keras's own layers; a slimmable layer says which of its kernels are
+# decayed (`SlimmableLayer.decayed_kernels`).
 _KERNEL_LAYERS = (
-    SlimmableConv2D,
-    SlimmableGroupedConv2D,
-    SlimmableDense,
     keras.layers.Conv1D,
     keras.layers.Conv2D,
     keras.layers.Conv3D,
@@ -141,7 +137,6 @@ _KERNEL_LAYERS = (
     keras.layers.EinsumDense,
 )
 _DEPTHWISE_LAYERS = (
-    SlimmableDepthwiseConv2D,
     keras.layers.DepthwiseConv1D,
     keras.layers.DepthwiseConv2D,
 )
@@ -151,6 +146,8 @@ _SEPARABLE_LAYERS = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 def _decayed_kernels(layer):
     """`(regularizer attribute, kernel attribute)` pairs of `layer` that
     the reference decays."""
+    if isinstance(layer, SlimmableLayer):
+        return layer.decayed_kernels()
     if isinstance(layer, _DEPTHWISE_LAYERS):
         return []
     if isinstance(layer, _SEPARABLE_LAYERS):

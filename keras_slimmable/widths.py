@@ -1,24 +1,29 @@
 """Width lists, channel rounding and the width scope that layers read.
 
-A slimmable network runs at several widths. The model owns the width list;
-every slimmable layer holds one channel count per width, in the same order,
-and at call time uses the entry of the *active width index*. The model sets
-that index with `width_scope` around its forward pass; layers read it with
-`active_width_index`. The index is a plain Python int read while tracing,
-so every width gets its own trace and compiled functions never mix widths.
+A slimmable network runs at several widths. The model owns the width list
+and, around its forward pass, makes one width *active* with `width_scope`:
+an `ActiveWidth`, which holds the width itself (the multiplier, e.g. 0.5)
+and its position in the model's list. Layers read it with `active_width`.
+A layer's channel configuration (see `keras_slimmable.layers.base`) turns
+it into channel counts: an explicit per-width tuple reads the position, a
+channel rule (`ScaledChannels`) computes the count from the width itself,
+so a width outside any list needs no change to the layers. The active width
+is plain Python data read while tracing, so every width gets its own trace
+and compiled functions never mix widths.
 
 The scope is a `contextvars.ContextVar`: each thread (and each asyncio task)
 sees its own value, so concurrent calls at different widths do not interfere.
 """
 
+import collections
 import contextlib
 import contextvars
 import math
 import numbers
 import struct
 
-_ACTIVE_WIDTH_INDEX = contextvars.ContextVar(
-    "keras_slimmable_active_width_index", default=None
+_ACTIVE_WIDTH = contextvars.ContextVar(
+    "keras_slimmable_active_width", default=None
 )
 # Set while the package traces a call whose compiled function belongs to
 # one width (Keras's predict function, kept per width): there a model call
@@ -164,31 +169,74 @@ def width_name(width, separator="."):
     return "w" + repr(float(width)).replace(".", separator)
 
 
+class ActiveWidth(collections.namedtuple("ActiveWidth", ["width", "index"])):
+    """The width a forward pass runs at.
+
+    Attributes:
+        width: the width multiplier (a float), or `None` where only the
+            position is known.
+        index: the position of the width in the model's width list (which
+            selects a per-width channel tuple entry and a width's private
+            batch norm), or `None` for a width outside the list.
+    """
+
+    __slots__ = ()
+
+
 @contextlib.contextmanager
-def width_scope(index):
-    """Makes `index` the active width index for the layers called inside.
+def width_scope(index=None, width=None):
+    """Makes a width active for the layers called inside.
 
     Args:
-        index: the position of the width in the model's width list.
+        index: the position of the width in the model's width list, or
+            `None` for a width outside it.
+        width: the width multiplier itself, e.g. `0.5`. Optional when
+            `index` is given (layers with per-width channel tuples need
+            only the position); required when it is not.
+
+    Example:
+
+    >>> with keras_slimmable.width_scope(0):
+    ...     y = layer(x)  # every slimmable layer at its first width
+    >>> with keras_slimmable.width_scope(width=0.4):
+    ...     y = layer(x)  # layers with a channel rule, at width 0.4
     """
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+    if index is not None and (
+        not isinstance(index, int) or isinstance(index, bool) or index < 0
+    ):
         raise ValueError(
             f"A width index must be a non-negative int. Received: {index!r}"
         )
-    token = _ACTIVE_WIDTH_INDEX.set(index)
+    if width is not None:
+        value = _real_number(width)
+        if value is None or not math.isfinite(value) or value <= 0:
+            raise ValueError(
+                f"A width must be a positive number. Received: width={width!r}"
+            )
+        width = value
+    elif index is None:
+        raise ValueError(
+            "`width_scope` needs the width's `index` in the model's list, "
+            "its `width`, or both. Received: index=None, width=None"
+        )
+    token = _ACTIVE_WIDTH.set(ActiveWidth(width, index))
     try:
         yield
     finally:
-        _ACTIVE_WIDTH_INDEX.reset(token)
+        _ACTIVE_WIDTH.reset(token)
+
+
+def active_width():
+    """The `ActiveWidth` of the innermost `width_scope`, or `None` outside
+    any (layers then run at their widest)."""
+    return _ACTIVE_WIDTH.get()
 
 
 def active_width_index():
-    """The active width index, or `None` outside any `width_scope`.
-
-    Layers treat `None` as the widest width (the last entry of their
-    per-width lists).
-    """
-    return _ACTIVE_WIDTH_INDEX.get()
+    """The active width's position in the model's list, or `None` outside
+    any `width_scope` (or for a width outside the list)."""
+    active = _ACTIVE_WIDTH.get()
+    return None if active is None else active.index
 
 
 @contextlib.contextmanager

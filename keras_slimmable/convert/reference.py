@@ -2,18 +2,20 @@
 
 This is the one way reference weights come in. A per-architecture *key map*
 (`keras_slimmable.convert.key_maps.KEY_MAPS`) names, for every Keras layer
-with weights, the reference module prefix its weights come from; the layer
-type decides how tensors are laid out:
+with weights, the reference module prefix its weights come from. A
+slimmable layer says what each of its weights is
+(`SlimmableLayer.checkpoint_weights`); Keras's `Conv2D`, `DepthwiseConv2D`,
+`Dense` and `BatchNormalization` are described here. Each kind of weight
+has its reference key and layout:
 
-- `SlimmableConv2D`, `SlimmableGroupedConv2D`, `keras.layers.Conv2D`:
-  `<p>.weight` `(O, I, kh, kw)` -> kernel `(kh, kw, I, O)`, `<p>.bias`;
-- `SlimmableDepthwiseConv2D`, `keras.layers.DepthwiseConv2D`:
-  `(C, 1, kh, kw)` -> `(kh, kw, C, 1)`;
-- `SlimmableDense`, `keras.layers.Dense`: `(O, I)` -> `(I, O)`, bias;
-- `SwitchableBatchNormalization`: `<p>.bn.<i>.{weight, bias, running_mean,
-  running_var}` into the batch norm of width index `i`;
-- `keras.layers.BatchNormalization`: `<p>.{weight, bias, running_mean,
-  running_var}`.
+- `conv_kernel`: `<p>.weight` `(O, I, kh, kw)` -> kernel `(kh, kw, I, O)`;
+- `depthwise_kernel`: `<p>.weight` `(C, 1, kh, kw)` -> `(kh, kw, C, 1)`;
+- `dense_kernel`: `<p>.weight` `(O, I)` -> `(I, O)`;
+- `bias`: `<p>.bias`;
+- a batch norm's `gamma`, `beta`, `moving_mean`, `moving_variance`:
+  `<p>.{weight, bias, running_mean, running_var}`, or, for the private
+  batch norm of width index `i` (`SwitchableBatchNormalization`),
+  `<p>.bn.<i>.{...}`.
 
 A key map may give a layer a LIST of `g` prefixes: the layer is then `g`
 reference modules side by side on the output channels (ShuffleNet's group
@@ -30,11 +32,8 @@ import numpy as np
 
 from keras_slimmable.convert.key_maps import KEY_MAPS
 from keras_slimmable.convert.torch_checkpoint import load_state_dict
-from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.layers import SlimmableDense
-from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.layers import SlimmableGroupedConv2D
-from keras_slimmable.layers import SwitchableBatchNormalization
+from keras_slimmable.layers import CheckpointWeight
+from keras_slimmable.layers import SlimmableLayer
 
 __all__ = ["CheckpointMismatchError", "load_reference_checkpoint"]
 
@@ -164,82 +163,67 @@ def _prefixes(value):
     return [value] if isinstance(value, str) else list(value)
 
 
-def _weight_slots(layer, prefixes, kernel_transform, kernel_axis):
-    slots = [
-        _Slot(
-            layer.kernel,
-            [f"{p}.weight" for p in prefixes],
-            kernel_transform,
-            kernel_axis,
+# Kind of weight -> (reference tensor name, Keras-from-PyTorch layout
+# transform, the output-channel axis in Keras's layout).
+_WEIGHT_KINDS = {
+    "conv_kernel": ("weight", _conv_kernel, 3),
+    "depthwise_kernel": ("weight", _depthwise_kernel, 2),
+    "dense_kernel": ("weight", _dense_kernel, 1),
+    "bias": ("bias", _identity, 0),
+}
+_WEIGHT_KINDS.update(
+    (keras_name, (torch_name, _identity, 0))
+    for torch_name, keras_name in _BATCH_NORM_TENSORS
+)
+
+
+def _plain_checkpoint_weights(layer):
+    """`CheckpointWeight`s of the Keras layers a zoo model may hold."""
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [
+            CheckpointWeight(getattr(layer, kind), kind, None)
+            for _, kind in _BATCH_NORM_TENSORS
+            if getattr(layer, kind, None) is not None
+        ]
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        kernel = (layer.depthwise_kernel, "depthwise_kernel")
+    elif isinstance(layer, keras.layers.Conv2D):
+        kernel = (layer.kernel, "conv_kernel")
+    elif isinstance(layer, keras.layers.Dense):
+        kernel = (layer.kernel, "dense_kernel")
+    else:
+        raise ValueError(
+            f"Layer '{layer.name}' of type {type(layer).__name__} has "
+            "weights, but reference checkpoints can only be loaded into "
+            "slimmable layers and Keras's Conv2D, DepthwiseConv2D, Dense and "
+            "BatchNormalization."
         )
-    ]
+    weights = [CheckpointWeight(kernel[0], kernel[1], None)]
     if getattr(layer, "bias", None) is not None:
-        slots.append(
-            _Slot(layer.bias, [f"{p}.bias" for p in prefixes], _identity, 0)
-        )
-    return slots
-
-
-def _batch_norm_slots(batch_norm, prefixes):
-    slots = []
-    for torch_name, keras_name in _BATCH_NORM_TENSORS:
-        variable = getattr(batch_norm, keras_name, None)
-        if variable is not None:
-            keys = [f"{p}.{torch_name}" for p in prefixes]
-            variance = torch_name == "running_var"
-            slots.append(_Slot(variable, keys, _identity, 0, variance))
-    return slots
+        weights.append(CheckpointWeight(layer.bias, "bias", None))
+    return weights
 
 
 def _layer_slots(layer, mapped):
-    """The slots of one layer, by layer type."""
+    """The slots of one layer: one per weight, its keys from the kind of
+    weight and, for a width's private weight, the width index."""
     prefixes = _prefixes(mapped)
-    if isinstance(
-        layer,
-        (SlimmableConv2D, SlimmableGroupedConv2D, keras.layers.Conv2D),
-    ):
-        return _weight_slots(layer, prefixes, _conv_kernel, 3)
-    if isinstance(
-        layer, (SlimmableDepthwiseConv2D, keras.layers.DepthwiseConv2D)
-    ):
-        kernel = getattr(layer, "kernel", None)
-        if kernel is None:  # keras.layers.DepthwiseConv2D
-            kernel = layer.depthwise_kernel
-        slots = [
-            _Slot(
-                kernel,
-                [f"{p}.weight" for p in prefixes],
-                _depthwise_kernel,
-                2,
-            )
-        ]
-        if getattr(layer, "bias", None) is not None:
-            slots.append(
-                _Slot(layer.bias, [f"{p}.bias" for p in prefixes], _identity, 0)
-            )
-        return slots
-    if isinstance(layer, (SlimmableDense, keras.layers.Dense)):
-        return _weight_slots(layer, prefixes, _dense_kernel, 1)
-    if isinstance(layer, SwitchableBatchNormalization):
-        if layer.shared:
-            raise ValueError(
-                f"Layer '{layer.name}' is a shared batch norm (the naive "
-                "baseline, `shared=True`): reference checkpoints hold one "
-                "batch norm per width and cannot be loaded into it. Build "
-                "the model with `shared_batch_norm=False`."
-            )
-        slots = []
-        for index, batch_norm in enumerate(layer.batch_norms):
-            width_prefixes = [f"{p}.bn.{index}" for p in prefixes]
-            slots.extend(_batch_norm_slots(batch_norm, width_prefixes))
-        return slots
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return _batch_norm_slots(layer, prefixes)
-    raise ValueError(
-        f"Layer '{layer.name}' of type {type(layer).__name__} has weights, "
-        "but reference checkpoints can only be loaded into slimmable "
-        "convolutions, dense layers and batch norms."
-    )
+    if isinstance(layer, SlimmableLayer):
+        weights = layer.checkpoint_weights()
+    else:
+        weights = _plain_checkpoint_weights(layer)
+    slots = []
+    for weight in weights:
+        torch_name, transform, axis = _WEIGHT_KINDS[weight.kind]
+        if weight.width_index is None:
+            keys = [f"{p}.{torch_name}" for p in prefixes]
+        else:
+            keys = [
+                f"{p}.bn.{weight.width_index}.{torch_name}" for p in prefixes
+            ]
+        variance = weight.kind == "moving_variance"
+        slots.append(_Slot(weight.variable, keys, transform, axis, variance))
+    return slots
 
 
 def _format_shape(shape):

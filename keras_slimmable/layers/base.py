@@ -1,5 +1,16 @@
-"""What every slimmable layer shares: per-width channel lists and padding."""
+"""What every slimmable layer shares: the protocol, channel configurations,
+padding.
 
+`SlimmableLayer` is the protocol. Everything outside `layers/` that needs
+to know what a slimmable layer does at a width asks the layer through it:
+`materialize` (its plain Keras equivalent), `profile` (its MACs and
+parameters), `recipes.apply_weight_decay` (its decayed kernels), the
+reference-checkpoint loader (what each weight is) and the model (its
+channel configuration). A new slimmable layer type subclasses
+`SlimmableLayer` in one file; nothing else changes.
+"""
+
+import collections
 import contextlib
 import contextvars
 import numbers
@@ -8,7 +19,114 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_slimmable.widths import active_width_index
+from keras_slimmable.widths import _float32
+from keras_slimmable.widths import active_width
+from keras_slimmable.widths import make_divisible
+
+
+class CheckpointWeight(
+    collections.namedtuple(
+        "CheckpointWeight", ["variable", "kind", "width_index"]
+    )
+):
+    """One weight of a layer, as a checkpoint converter needs to know it.
+
+    Attributes:
+        variable: the Keras variable.
+        kind: what it holds, in Keras's layout: `"conv_kernel"`
+            `(kh, kw, in, out)`, `"depthwise_kernel"` `(kh, kw, channels,
+            1)`, `"dense_kernel"` `(in, out)`, `"bias"`, or a batch norm's
+            `"gamma"`, `"beta"`, `"moving_mean"`, `"moving_variance"`.
+        width_index: for a weight private to one width (a switchable batch
+            norm's), that width's position in the model's list; `None` for
+            a weight the widths share.
+    """
+
+    __slots__ = ()
+
+
+def zero_counts():
+    """The counts of a layer that computes and holds nothing countable."""
+    return {"macs": 0, "conv_fc_params": 0, "bn_affine_params": 0}
+
+
+class SlimmableLayer(keras.layers.Layer):
+    """The protocol every slimmable layer implements.
+
+    A slimmable layer holds its weights at its widest and, inside a
+    `width_scope`, computes what the active width needs (read it with
+    `channels_at`). Beyond `call`, it answers these questions about itself
+    at a width (an `ActiveWidth`), so that no other module needs to know
+    its type:
+
+    - `channel_config()`: its channel configuration, per argument;
+    - `plain_equivalent(inputs, width, **kwargs)`: plain Keras layers that
+      compute it at that width, for `materialize`;
+    - `count(input_shape, output_shape, width)`: its MACs and parameters in
+      one call, for `profile`;
+    - `decayed_kernels()`: the kernels weight decay applies to, for
+      `recipes.apply_weight_decay`;
+    - `checkpoint_weights()`: what each of its weights is, for loading
+      reference checkpoints.
+
+    The defaults describe a layer without weights that has no plain
+    equivalent; a layer overrides what applies to it.
+    """
+
+    def channel_config(self):
+        """The layer's channel configuration: a dict from argument name to
+        an int, a per-width tuple or a channel rule (empty if the layer
+        reads its channel count from its input)."""
+        return {}
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        """Plain Keras layers computing this layer at `width`.
+
+        Args:
+            inputs: the symbolic input (a `keras.KerasTensor`) at `width`.
+            width: the `ActiveWidth`.
+            **kwargs: the keyword arguments of the layer's call (e.g.
+                `training`).
+
+        Returns:
+            `(outputs, apply)`: the outputs on `inputs`, and a function
+            `apply(x, **kwargs)` that calls the same plain layers again
+            (for a layer called more than once). The plain layers hold
+            copies of this width's weights and keep this layer's name (added
+            layers get the name plus a suffix).
+        """
+        raise NotImplementedError(
+            f"Layer '{self.name}' of type {type(self).__name__} does not say "
+            "what its plain Keras equivalent is: implement "
+            "`plain_equivalent` (see `SlimmableLayer`)."
+        )
+
+    def count(self, input_shape, output_shape, width):
+        """MACs and parameters of one call at `width`.
+
+        Args:
+            input_shape: the shape of the call's (first) input, batch axis
+                included.
+            output_shape: the shape of its (first) output.
+            width: the `ActiveWidth`.
+
+        Returns:
+            A dict with `"macs"` (per example), `"conv_fc_params"` (the
+            active kernel and bias elements) and `"bn_affine_params"` (the
+            active gamma and beta elements). See `keras_slimmable.profile`
+            for the conventions.
+        """
+        return zero_counts()
+
+    def decayed_kernels(self):
+        """`(regularizer attribute, kernel attribute)` pairs of the kernels
+        that weight decay applies to (the reference's convention: conv and
+        dense kernels, not depthwise ones)."""
+        return []
+
+    def checkpoint_weights(self):
+        """A `CheckpointWeight` for each weight of the layer."""
+        return []
 
 
 def _positive_int(value):
@@ -20,14 +138,144 @@ def _positive_int(value):
     return None
 
 
-def standardize_channels(value, name, allow_int=True):
-    """Returns `value` as an int (same at every width) or a tuple of ints.
+@keras.saving.register_keras_serializable(package="keras_slimmable")
+class ScaledChannels:
+    """A channel rule: the channel count of a layer at any width.
+
+    At width `w` a layer with this rule uses
+    `round(full * w / ratio) * ratio` channels, `round` being the
+    MobileNets' `make_divisible` (multiples of 8) or truncation (`"int"`).
+    A layer given a rule instead of a per-width tuple runs at any width in
+    `(0, max_width]`, not only at the widths of a list: the rule of the
+    universally slimmable networks (Yu & Huang, ICCV 2019), where `ratio`
+    is the expansion factor of MobileNet v2's expanded layers.
 
     Args:
-        value: an int, or a sequence with one positive int per width.
+        full: the channel count at width 1.0.
+        rounding: `"make_divisible"` or `"int"`. Defaults to
+            `"make_divisible"`.
+        ratio: the count is a multiple of it. Defaults to `1`.
+        max_width: the widest width; the layer's weights have the channel
+            count of this width. Defaults to `1.0`.
+
+    Example:
+
+    >>> rule = ScaledChannels(1024)
+    >>> rule(0.5), rule(0.4), rule.max_channels
+    (512, 408, 1024)
+    """
+
+    def __init__(self, full, rounding="make_divisible", ratio=1, max_width=1.0):
+        if _positive_int(full) is None:
+            raise ValueError(
+                f"`full` must be a positive int. Received: full={full!r}"
+            )
+        if rounding not in ("make_divisible", "int"):
+            raise ValueError(
+                "`rounding` must be 'make_divisible' or 'int'. Received: "
+                f"rounding={rounding!r}"
+            )
+        if _positive_int(ratio) is None:
+            raise ValueError(
+                f"`ratio` must be a positive int. Received: ratio={ratio!r}"
+            )
+        if (
+            isinstance(max_width, bool)
+            or not isinstance(max_width, numbers.Real)
+            or not max_width > 0
+        ):
+            raise ValueError(
+                "`max_width` must be a positive number. Received: "
+                f"max_width={max_width!r}"
+            )
+        self.full = int(full)
+        self.rounding = rounding
+        self.ratio = int(ratio)
+        self.max_width = float(max_width)
+        self.max_channels = self._count(self.max_width)
+
+    def _count(self, width):
+        # Double precision, in this order (full * width, then / ratio): the
+        # reference's arithmetic, which float32 would change at some widths.
+        scaled = self.full * width / self.ratio
+        if self.rounding == "int":
+            return max(1, int(scaled)) * self.ratio
+        return make_divisible(scaled) * self.ratio
+
+    def __call__(self, width):
+        """The channel count at `width` (a positive number)."""
+        if (
+            isinstance(width, bool)
+            or not isinstance(width, numbers.Real)
+            or not 0 < width
+            # At float32 precision, as widths are matched elsewhere.
+            or _float32(width) > _float32(self.max_width)
+        ):
+            raise ValueError(
+                f"{self!r} covers widths in (0, {self.max_width}]. "
+                f"Received: width={width!r}"
+            )
+        count = self._count(min(float(width), self.max_width))
+        if count > self.max_channels:
+            raise ValueError(
+                f"{self!r} rounds width {width!r} up to {count} channels, "
+                f"more than the {self.max_channels} it has at its widest."
+            )
+        return count
+
+    def get_config(self):
+        return {
+            "full": self.full,
+            "rounding": self.rounding,
+            "ratio": self.ratio,
+            "max_width": self.max_width,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __eq__(self, other):
+        return (
+            isinstance(other, ScaledChannels)
+            and other.get_config() == self.get_config()
+        )
+
+    def __hash__(self):
+        return hash(tuple(sorted(self.get_config().items())))
+
+    def __repr__(self):
+        arguments = ", ".join(
+            f"{k}={v!r}" for k, v in self.get_config().items()
+        )
+        return f"ScaledChannels({arguments})"
+
+
+def standardize_channels(value, name, allow_int=True, allow_rule=True):
+    """Returns a channel configuration in its standard form.
+
+    A channel configuration says how many channels a layer uses at a width:
+    an int (the same at every width), a tuple with one count per width of
+    the model (ascending), or a channel rule (`ScaledChannels`), which
+    computes the count from the width itself.
+
+    Args:
+        value: an int, a sequence of positive ints, a `ScaledChannels` or
+            its serialized config.
         name: the argument name, for error messages.
         allow_int: whether a single int is accepted.
+        allow_rule: whether a channel rule is accepted.
     """
+    if isinstance(value, dict) and "class_name" in value:
+        value = keras.saving.deserialize_keras_object(value)
+    if isinstance(value, ScaledChannels):
+        if not allow_rule:
+            raise ValueError(
+                f"`{name}` must list one channel count per width (this "
+                f"layer keeps state per listed width). Received: "
+                f"{name}={value!r}"
+            )
+        return value
     if isinstance(value, numbers.Integral) and not isinstance(
         value, (bool, np.bool_)
     ):
@@ -43,7 +291,8 @@ def standardize_channels(value, name, allow_int=True):
         return int(value)
     if isinstance(value, str) or not hasattr(value, "__iter__"):
         raise ValueError(
-            f"`{name}` must be an int or a sequence of ints, one per width. "
+            f"`{name}` must be an int or a sequence of ints (one per "
+            f"width), or a channel rule such as ScaledChannels. "
             f"Received: {name}={value!r}"
         )
     result = tuple(_positive_int(v) for v in value)
@@ -116,38 +365,61 @@ def weight_prefix(layer, name, variable, shape):
     return active_weights(layer, (name,) + shape, lambda v: v[index], variable)
 
 
-def channels_at(value, layer_name, index=None):
-    """The entry of a per-width channel list for the active width.
+def channels_at(value, layer_name, width=None):
+    """The channel count of a channel configuration at a width.
 
     Args:
-        value: an int (the same at every width) or a tuple per width.
+        value: an int, a per-width tuple or a channel rule (see
+            `standardize_channels`).
         layer_name: for error messages.
-        index: the width index; defaults to the active one (the widest
-            outside any `width_scope`).
+        width: an `ActiveWidth`; defaults to the active one. Outside any
+            `width_scope` the layer runs at its widest.
     """
     if isinstance(value, int):
         return value
-    if index is None:
-        index = active_width_index()
-    if index is None:
-        return value[-1]
-    if index >= len(value):
+    active = active_width() if width is None else width
+    if active is None:
+        return max_channels(value)
+    if isinstance(value, ScaledChannels):
+        if active.width is None:
+            raise ValueError(
+                f"Layer '{layer_name}' computes its channels from the width "
+                f"({value!r}), but only the width's position {active.index} "
+                "is known: pass the width to `width_scope(index, width=...)`."
+            )
+        return value(active.width)
+    if active.index is None:
+        raise ValueError(
+            f"Layer '{layer_name}' lists one channel count per width of its "
+            f"model ({len(value)} widths), and width {active.width} is not "
+            "one of them. A layer runs at widths outside a list with a "
+            "channel rule, e.g. ScaledChannels(full_channels)."
+        )
+    if active.index >= len(value):
         raise ValueError(
             f"Layer '{layer_name}' has {len(value)} widths, but width index "
-            f"{index} is active. Every slimmable layer of a model needs one "
-            "channel count per width of the model."
+            f"{active.index} is active. Every slimmable layer of a model "
+            "needs one channel count per width of the model."
         )
-    return value[index]
+    return value[active.index]
 
 
 def max_channels(value):
     """The channel count at the widest width."""
-    return value if isinstance(value, int) else value[-1]
+    if isinstance(value, int):
+        return value
+    if isinstance(value, ScaledChannels):
+        return value.max_channels
+    return value[-1]
 
 
 def config_channels(value):
-    """A per-width channel list as it is stored in `get_config`."""
-    return value if isinstance(value, int) else list(value)
+    """A channel configuration as it is stored in `get_config`."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, ScaledChannels):
+        return keras.saving.serialize_keras_object(value)
+    return list(value)
 
 
 def standardize_padding(padding):

@@ -5,9 +5,15 @@ leading input and output channels of the active width (for the grouped
 convolution, a prefix within each group). Channels last only.
 """
 
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
+from keras_slimmable.layers import plain
+from keras_slimmable.layers.base import CheckpointWeight
+from keras_slimmable.layers.base import SlimmableLayer
 from keras_slimmable.layers.base import active_weights
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
@@ -22,7 +28,7 @@ from keras_slimmable.layers.base import weight_arguments_config
 from keras_slimmable.layers.base import weight_prefix
 
 
-class _SlimmableConvolution(keras.layers.Layer):
+class _SlimmableConvolution(SlimmableLayer):
     """Arguments, bias, activation and config shared by the convolutions."""
 
     def __init__(
@@ -125,6 +131,32 @@ class _SlimmableConvolution(keras.layers.Layer):
             + (self._output_channels(input_shape[-1]),)
         )
 
+    def _kernel_shape(self, input_channels, width):
+        """The shape of the kernel one call uses, `(kh, kw, in per group,
+        out)` (its size times the output positions is the call's MACs),
+        and the call's output channels."""
+        out = channels_at(self.filters, self.name, width)
+        return self.kernel_size + (input_channels, out), out
+
+    def count(self, input_shape, output_shape, width):
+        kernel_shape, out = self._kernel_shape(input_shape[-1], width)
+        kernel = math.prod(kernel_shape)
+        bias = out if self.use_bias else 0
+        return {
+            "macs": math.prod(output_shape[1:-1]) * kernel,
+            "conv_fc_params": kernel + bias,
+            "bn_affine_params": 0,
+        }
+
+    def decayed_kernels(self):
+        return [("kernel_regularizer", "kernel")]
+
+    def checkpoint_weights(self):
+        weights = [CheckpointWeight(self.kernel, "conv_kernel", None)]
+        if self.bias is not None:
+            weights.append(CheckpointWeight(self.bias, "bias", None))
+        return weights
+
     def _finish(self, outputs, bias):
         if bias is not None:
             outputs = ops.add(outputs, bias)
@@ -209,6 +241,28 @@ class SlimmableConv2D(_SlimmableConvolution):
         )
         return self._finish(outputs, self._bias_prefix(channels_out))
 
+    def channel_config(self):
+        return {"filters": self.filters}
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        channels_in = inputs.shape[-1]
+        channels_out = channels_at(self.filters, self.name, width)
+        pad, padding = plain.padding_layers(self)
+        conv = keras.layers.Conv2D(
+            channels_out,
+            padding=padding,
+            name=self.name,
+            **plain.conv_arguments(self),
+        )
+        weights = [
+            plain.numpy_value(self.kernel)[:, :, :channels_in, :channels_out]
+        ]
+        if self.use_bias:
+            weights.append(plain.numpy_value(self.bias)[:channels_out])
+        return plain.build_and_copy(
+            plain.chain(pad, conv), inputs, [(conv, weights)]
+        )
+
     def get_config(self):
         config = super().get_config()
         config["filters"] = config_channels(self.filters)
@@ -254,9 +308,12 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
         self.filters = standardize_channels(filters, "filters")
         self.groups = groups
         self.split_inputs = bool(split_inputs)
-        per_width = (
-            (self.filters,) if isinstance(self.filters, int) else self.filters
-        )
+        if isinstance(self.filters, int):
+            per_width = (self.filters,)
+        elif isinstance(self.filters, tuple):
+            per_width = self.filters
+        else:  # A channel rule: its widest count here, each call's later.
+            per_width = (self.filters.max_channels,)
         if any(f % groups for f in per_width):
             raise ValueError(
                 "Every entry of `filters` must be divisible by "
@@ -286,6 +343,12 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
 
     def _group_columns(self, channels_out):
         """The kernel columns of every group's active prefix."""
+        if channels_out % self.groups:
+            raise ValueError(
+                f"Layer '{self.name}' has {self.groups} groups, but the "
+                f"active width needs {channels_out} output channels, which "
+                "are not divisible by it."
+            )
         group_size = max_channels(self.filters) // self.groups
         active = channels_out // self.groups
         return [
@@ -343,6 +406,86 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
             )
         return self._finish(outputs, bias)
 
+    def channel_config(self):
+        return {"filters": self.filters}
+
+    def _kernel_shape(self, input_channels, width):
+        out = channels_at(self.filters, self.name, width)
+        if self.split_inputs:
+            input_channels //= self.groups
+        return self.kernel_size + (input_channels, out), out
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        """With `split_inputs=True`: `groups` separate `Conv2D`s
+        (`<name>_group_<k>`) on contiguous slices of the input and a
+        `Concatenate` (`<name>_concat`), plus an `Activation` if the layer
+        has one (a grouped `Conv2D(groups=g)` would run through XLA on the
+        TensorFlow backend, which is very slow on CPU). With
+        `split_inputs=False`: one `Conv2D` whose kernel gathers every
+        group's active columns."""
+        channels_in = inputs.shape[-1]
+        channels_out = channels_at(self.filters, self.name, width)
+        columns = self._group_columns(channels_out)
+        kernel = plain.numpy_value(self.kernel)
+        bias = plain.numpy_value(self.bias) if self.use_bias else None
+        pad, padding = plain.padding_layers(self)
+        arguments = plain.conv_arguments(self)
+        if not self.split_inputs:
+            conv = keras.layers.Conv2D(
+                channels_out, padding=padding, name=self.name, **arguments
+            )
+            weights = [
+                np.concatenate(
+                    [kernel[:, :, :channels_in, a:b] for a, b in columns],
+                    axis=-1,
+                )
+            ]
+            if bias is not None:
+                weights.append(np.concatenate([bias[a:b] for a, b in columns]))
+            return plain.build_and_copy(
+                plain.chain(pad, conv), inputs, [(conv, weights)]
+            )
+
+        groups = self.groups
+        part = channels_in // groups
+        activation = arguments.pop("activation")
+        convs = [
+            keras.layers.Conv2D(
+                channels_out // groups,
+                padding=padding,
+                name=f"{self.name}_group_{k}",
+                **arguments,
+            )
+            for k in range(groups)
+        ]
+        concat = keras.layers.Concatenate(
+            axis=-1, name=f"{self.name}_concat", dtype=self.dtype_policy
+        )
+        final = None
+        if activation != "linear":
+            final = keras.layers.Activation(
+                activation, name=f"{self.name}_activation"
+            )
+
+        def apply(x, *unused_args, **unused_kwargs):
+            if pad is not None:
+                x = pad(x)
+            y = concat(
+                [
+                    conv(x[..., k * part : (k + 1) * part])
+                    for k, conv in enumerate(convs)
+                ]
+            )
+            return y if final is None else final(y)
+
+        weights = []
+        for conv, (a, b) in zip(convs, columns):
+            values = [kernel[:, :, :part, a:b]]
+            if bias is not None:
+                values.append(bias[a:b])
+            weights.append((conv, values))
+        return plain.build_and_copy(apply, inputs, weights)
+
     def get_config(self):
         config = super().get_config()
         config.update(
@@ -397,9 +540,10 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
     def build(self, input_shape):
         input_channels = input_shape[-1]
         self._check_input_channels(input_channels, float("inf"))
-        if self.channels is not None and input_channels != self.channels[-1]:
+        widest = None if self.channels is None else max_channels(self.channels)
+        if self.channels is not None and input_channels != widest:
             raise ValueError(
-                f"Layer '{self.name}' expects {self.channels[-1]} input "
+                f"Layer '{self.name}' expects {widest} input "
                 f"channels at its widest width (channels={self.channels}). "
                 f"It was built with input shape {input_shape}."
             )
@@ -435,12 +579,45 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
     def _output_channels(self, input_channels):
         return input_channels
 
+    def channel_config(self):
+        return {} if self.channels is None else {"channels": self.channels}
+
+    def _kernel_shape(self, input_channels, width):
+        return self.kernel_size + (input_channels, 1), input_channels
+
+    def decayed_kernels(self):
+        # The reference decays no depthwise kernel (one input channel per
+        # group).
+        return []
+
+    def checkpoint_weights(self):
+        weights = [CheckpointWeight(self.kernel, "depthwise_kernel", None)]
+        if self.bias is not None:
+            weights.append(CheckpointWeight(self.bias, "bias", None))
+        return weights
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        channels = inputs.shape[-1]
+        pad, padding = plain.padding_layers(self)
+        arguments = plain.conv_arguments(self)
+        for name in ("initializer", "regularizer", "constraint"):
+            arguments[f"depthwise_{name}"] = arguments.pop(f"kernel_{name}")
+        conv = keras.layers.DepthwiseConv2D(
+            depth_multiplier=1, padding=padding, name=self.name, **arguments
+        )
+        weights = [plain.numpy_value(self.kernel)[:, :, :channels, :]]
+        if self.use_bias:
+            weights.append(plain.numpy_value(self.bias)[:channels])
+        return plain.build_and_copy(
+            plain.chain(pad, conv), inputs, [(conv, weights)]
+        )
+
     def get_config(self):
         config = super().get_config()
         for name in ("kernel_initializer", "kernel_regularizer"):
             config[name.replace("kernel", "depthwise")] = config.pop(name)
         config["depthwise_constraint"] = config.pop("kernel_constraint")
         config["channels"] = (
-            None if self.channels is None else list(self.channels)
+            None if self.channels is None else config_channels(self.channels)
         )
         return config

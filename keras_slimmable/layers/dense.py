@@ -1,8 +1,13 @@
 """A slimmable fully connected layer."""
 
+import math
+
 import keras
 from keras import ops
 
+from keras_slimmable.layers import plain
+from keras_slimmable.layers.base import CheckpointWeight
+from keras_slimmable.layers.base import SlimmableLayer
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
 from keras_slimmable.layers.base import max_channels
@@ -12,7 +17,7 @@ from keras_slimmable.layers.base import weight_prefix
 
 
 @keras.saving.register_keras_serializable(package="keras_slimmable")
-class SlimmableDense(keras.layers.Layer):
+class SlimmableDense(SlimmableLayer):
     """A dense layer over the leading features of the active width.
 
     The kernel is held at full width, `(max_in, max(units))`. At a narrower
@@ -99,6 +104,44 @@ class SlimmableDense(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         units = channels_at(self.units, self.name)
         return tuple(input_shape[:-1]) + (units,)
+
+    def channel_config(self):
+        return {"units": self.units}
+
+    def count(self, input_shape, output_shape, width):
+        units = output_shape[-1]
+        kernel = input_shape[-1] * units
+        return {
+            "macs": math.prod(output_shape[1:-1]) * kernel,
+            "conv_fc_params": kernel + (units if self.use_bias else 0),
+            "bn_affine_params": 0,
+        }
+
+    def decayed_kernels(self):
+        return [("kernel_regularizer", "kernel")]
+
+    def checkpoint_weights(self):
+        weights = [CheckpointWeight(self.kernel, "dense_kernel", None)]
+        if self.bias is not None:
+            weights.append(CheckpointWeight(self.bias, "bias", None))
+        return weights
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        features = inputs.shape[-1]
+        units = channels_at(self.units, self.name, width)
+        dense = keras.layers.Dense(
+            units,
+            name=self.name,
+            dtype=self.dtype_policy,
+            trainable=self.trainable,
+            **weight_arguments_config(self),
+        )
+        weights = [plain.numpy_value(self.kernel)[:features, :units]]
+        if self.use_bias:
+            weights.append(plain.numpy_value(self.bias)[:units])
+        return plain.build_and_copy(
+            plain.chain(dense), inputs, [(dense, weights)]
+        )
 
     def get_config(self):
         config = super().get_config()

@@ -3,13 +3,17 @@
 import keras
 from keras import ops
 
+from keras_slimmable.layers import plain
+from keras_slimmable.layers.base import CheckpointWeight
+from keras_slimmable.layers.base import SlimmableLayer
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import standardize_channels
-from keras_slimmable.widths import active_width_index
+from keras_slimmable.layers.base import zero_counts
+from keras_slimmable.widths import active_width
 
 
 @keras.saving.register_keras_serializable(package="keras_slimmable")
-class SwitchableBatchNormalization(keras.layers.Layer):
+class SwitchableBatchNormalization(SlimmableLayer):
     """Batch normalization with one independent batch norm per width.
 
     Feature statistics differ between widths, so a slimmable network keeps a
@@ -87,7 +91,7 @@ class SwitchableBatchNormalization(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         self.channels = standardize_channels(
-            channels, "channels", allow_int=False
+            channels, "channels", allow_int=False, allow_rule=False
         )
         self.shared = bool(shared)
         self.unbiased_moving_variance = bool(unbiased_moving_variance)
@@ -152,8 +156,7 @@ class SwitchableBatchNormalization(keras.layers.Layer):
             return self._prefix_call(
                 self.batch_norms[0], inputs, channels, training
             )
-        index = active_width_index()
-        batch_norm = self.batch_norms[-1 if index is None else index]
+        batch_norm = self._batch_norm_at(active_width())
         if self.unbiased_moving_variance and training and self.trainable:
             if mask is not None:
                 raise ValueError(
@@ -213,8 +216,69 @@ class SwitchableBatchNormalization(keras.layers.Layer):
         )
         return ops.cast(outputs, compute_dtype)
 
+    def _batch_norm_at(self, width):
+        """The batch norm that `width` (an `ActiveWidth` or `None` for the
+        widest) normalizes with."""
+        if self.shared:
+            return self.batch_norms[0]
+        if width is None:
+            return self.batch_norms[-1]
+        # `channels_at` has checked that the width is one of the list.
+        return self.batch_norms[width.index]
+
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def channel_config(self):
+        return {"channels": self.channels}
+
+    def count(self, input_shape, output_shape, width):
+        batch_norm = self._batch_norm_at(width)
+        counts = zero_counts()
+        counts["bn_affine_params"] = input_shape[-1] * (
+            int(batch_norm.scale) + int(batch_norm.center)
+        )
+        return counts
+
+    def checkpoint_weights(self):
+        """Each width's gamma, beta and moving statistics, with its width
+        index.
+
+        Raises:
+            ValueError: with `shared=True`, whose one batch norm does not
+                match checkpoints of per-width batch norms.
+        """
+        if self.shared:
+            raise ValueError(
+                f"Layer '{self.name}' is a shared batch norm (the naive "
+                "baseline, `shared=True`): checkpoints hold one batch norm "
+                "per width and cannot be loaded into it. Build the model "
+                "with `shared_batch_norm=False`."
+            )
+        weights = []
+        for index, batch_norm in enumerate(self.batch_norms):
+            for kind in ("gamma", "beta", "moving_mean", "moving_variance"):
+                variable = getattr(batch_norm, kind, None)
+                if variable is not None:
+                    weights.append(CheckpointWeight(variable, kind, index))
+        return weights
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        """A `BatchNormalization` with the width's weights (with
+        `shared=True`: the active prefix of the shared one)."""
+        channels = inputs.shape[-1]
+        source = self._batch_norm_at(width)
+        config = source.get_config()
+        config.update(name=self.name, trainable=self.trainable)
+        batch_norm = keras.layers.BatchNormalization.from_config(config)
+        # gamma, beta, moving mean, moving variance: all per channel.
+        weights = [w[:channels] for w in source.get_weights()]
+        training = kwargs.get("training")
+
+        def apply(x, *unused_args, **call_kwargs):
+            return batch_norm(x, training=call_kwargs.get("training", training))
+
+        return plain.build_and_copy(apply, inputs, [(batch_norm, weights)])
 
     def get_config(self):
         config = super().get_config()

@@ -3,9 +3,12 @@
 import keras
 from keras import ops
 
+from keras_slimmable.layers import plain
+from keras_slimmable.layers.base import SlimmableLayer
+
 
 @keras.saving.register_keras_serializable(package="keras_slimmable")
-class ChannelShuffle(keras.layers.Layer):
+class ChannelShuffle(SlimmableLayer):
     """Interleaves the channels of `groups` contiguous groups (ShuffleNet).
 
     The `n` channels of the input are seen as `groups` contiguous groups of
@@ -66,6 +69,27 @@ class ChannelShuffle(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        """`Reshape`, `Permute`, `Reshape` (`<name>_split`,
+        `<name>_transpose`, `<name>_merge`) when the spatial size is known:
+        the channels seen as a (groups, channels / groups) grid, transposed.
+        Otherwise a copy of this layer."""
+        if len(inputs.shape) != 4 or None in inputs.shape[1:]:
+            copy = ChannelShuffle.from_config(self.get_config())
+            return copy(inputs), copy
+        _, height, width_, channels = inputs.shape
+        apply = plain.chain(
+            keras.layers.Reshape(
+                (height, width_, self.groups, channels // self.groups),
+                name=f"{self.name}_split",
+            ),
+            keras.layers.Permute((1, 2, 4, 3), name=f"{self.name}_transpose"),
+            keras.layers.Reshape(
+                (height, width_, channels), name=f"{self.name}_merge"
+            ),
+        )
+        return apply(inputs), apply
 
     def get_config(self):
         config = super().get_config()
