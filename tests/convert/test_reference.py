@@ -1,5 +1,10 @@
 """Tests of `load_reference_checkpoint`, the key-map contract and the CLI.
 
+Most tests load through the zoo's front
+(`keras_slimmable.zoo.load_reference_checkpoint`, which finds the key map
+by the model's name); the key-map contract itself goes through
+`keras_slimmable.convert.reference`, which knows no architecture.
+
 Golden numbers come from the reference fixtures in the `shared` folder
 beside the repository (the logits the reference PyTorch code computed).
 """
@@ -16,11 +21,11 @@ import pytest
 from keras_slimmable import SlimmableGroupedConv2D
 from keras_slimmable import SlimmableModel
 from keras_slimmable import SwitchableBatchNormalization
-from keras_slimmable import load_reference_checkpoint
-from keras_slimmable.convert.key_maps import KEY_MAPS
+from keras_slimmable.convert import reference
 from keras_slimmable.convert.reference import CheckpointMismatchError
 from keras_slimmable.convert.torch_checkpoint import CheckpointFormatError
 from keras_slimmable.convert.torch_checkpoint import load_state_dict
+from keras_slimmable.zoo import load_reference_checkpoint
 from keras_slimmable.zoo import s_mobilenet_v1
 
 
@@ -354,7 +359,7 @@ def test_unknown_architecture_names_the_known_ones(small_v1):
         load_reference_checkpoint(renamed, {})
 
 
-def test_a_layer_made_of_several_reference_modules(monkeypatch):
+def test_a_layer_made_of_several_reference_modules():
     """The key-map contract for a list of prefixes (ShuffleNet's groups):
     the modules' tensors are concatenated on the output channels."""
     groups, widths = 3, (0.5, 1.0)
@@ -379,8 +384,7 @@ def test_a_layer_made_of_several_reference_modules(monkeypatch):
         "group_conv": [f"g{k}.conv" for k in range(groups)],
         "norm": [f"g{k}.bn" for k in range(groups)],
     }
-    monkeypatch.setitem(KEY_MAPS, "grouped_test", lambda model: key_map)
-    load_reference_checkpoint(model, state, architecture="grouped_test")
+    reference.load_reference_checkpoint(model, state, key_map=key_map)
 
     x = rng.normal(size=(2, 4, 4, 6)).astype("float32")
     for i, per_group in enumerate((2, 4)):
@@ -401,10 +405,23 @@ def test_a_layer_made_of_several_reference_modules(monkeypatch):
     wrong = dict(state)
     wrong["g1.conv.weight"] = np.zeros((5, 2, 1, 1))
     with pytest.raises(CheckpointMismatchError) as info:
-        load_reference_checkpoint(model, wrong, architecture="grouped_test")
+        reference.load_reference_checkpoint(
+            model, wrong, lambda model: key_map, architecture="grouped_test"
+        )
     assert "g1.conv.weight: expected (4, 2, 1, 1), found (5, 2, 1, 1)" in str(
         info.value
     )
+    assert "architecture 'grouped_test'" in str(info.value)
+
+
+@pytest.mark.parametrize("key_map", [None, "s_mobilenet_v1", 3])
+def test_the_library_loader_needs_a_key_map(small_v1, key_map):
+    before = _weights(small_v1)
+    with pytest.raises(ValueError, match="`key_map` must be") as info:
+        reference.load_reference_checkpoint(small_v1, {}, key_map)
+    assert f"Received: key_map={key_map!r}" in str(info.value)
+    assert "keras_slimmable.load_reference_checkpoint" in str(info.value)
+    _assert_bitwise_equal(before, _weights(small_v1))
 
 
 @needs_fixtures
@@ -548,6 +565,7 @@ from keras_slimmable.convert import CheckpointFormatError
 from keras_slimmable.convert import load_reference_checkpoint
 from keras_slimmable.convert import reference
 assert load_reference_checkpoint is reference.load_reference_checkpoint
+assert "keras_slimmable.zoo" not in sys.modules
 assert issubclass(CheckpointFormatError, ValueError)
 try:
     convert.no_such_name
