@@ -10,4 +10,5 @@ documentation uses. `--help` answers without importing TensorFlow.
 from keras_slimmable.zoo import convert
 
 if __name__ == "__main__":
+    __doc__ = convert.__doc__  # what `--help` prints
     convert.run(convert.PROGRAM)

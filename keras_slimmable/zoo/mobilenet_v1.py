@@ -232,6 +232,7 @@ ARCHITECTURE = register(
     Architecture(
         name="s_mobilenet_v1",
         builder=s_mobilenet_v1,
+        widths=DEFAULT_WIDTHS,
         key_map=key_map,
         weights=MANIFEST,
         recipes={"imagenet": IMAGENET_RECIPE, "cifar10": CIFAR10_RECIPE},

@@ -277,6 +277,7 @@ ARCHITECTURE = register(
     Architecture(
         name="s_mobilenet_v2",
         builder=s_mobilenet_v2,
+        widths=DEFAULT_WIDTHS,
         key_map=key_map,
         weights=MANIFEST,
         recipes={"imagenet": IMAGENET_RECIPE},

@@ -45,6 +45,8 @@ class Architecture:
             default name of the models its builder builds.
         builder: the function building the model (keyword arguments as
             `keras_slimmable.zoo.s_mobilenet_v1`'s).
+        widths: the builder's default widths (`widths=None`), or `None`
+            if unknown.
         key_map: the key map of the reference implementation's
             checkpoints: `key_map(model)` returns, for every layer with
             weights, the reference module prefix it comes from (see
@@ -59,6 +61,7 @@ class Architecture:
 
     name: str
     builder: Callable
+    widths: tuple | None = None
     key_map: Callable | None = None
     weights: Mapping | None = None
     recipes: Mapping = dataclasses.field(default_factory=dict)

@@ -317,6 +317,7 @@ ARCHITECTURES = tuple(
         Architecture(
             name=f"s_resnet{depth}",
             builder=builder,
+            widths=DEFAULT_WIDTHS,
             key_map=key_map,
             weights=MANIFEST if depth == 50 else None,
             recipes={"imagenet": IMAGENET_RECIPE} if depth == 50 else {},

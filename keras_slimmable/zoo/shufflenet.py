@@ -307,6 +307,7 @@ ARCHITECTURE = register(
     Architecture(
         name="s_shufflenet",
         builder=s_shufflenet,
+        widths=DEFAULT_WIDTHS,
         key_map=key_map,
         weights=MANIFEST,
         recipes={"imagenet": IMAGENET_RECIPE},

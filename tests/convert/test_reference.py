@@ -488,7 +488,7 @@ def test_convert_cli_then_imagenet_weights(tmp_path, monkeypatch):
 def test_cli_requires_one_checkpoint():
     from absl import app
 
-    from keras_slimmable.convert import __main__ as cli
+    from keras_slimmable.zoo import convert as cli
 
     with pytest.raises(app.UsageError, match="exactly one checkpoint"):
         cli.main(["convert"])
@@ -498,7 +498,7 @@ def test_cli_requires_one_checkpoint():
 
 @needs_fixtures
 def test_convert_output_argument(tmp_path):
-    from keras_slimmable.convert.__main__ import convert
+    from keras_slimmable.zoo.convert import convert
 
     with pytest.raises(ValueError, match="--output"):
         convert("s_mobilenet_v1", OFFICIAL / "s_mobilenet_v1.pt", "x.h5")
@@ -521,6 +521,20 @@ def test_convert_output_argument(tmp_path):
     )
 
 
+def test_convert_refuses_a_model_without_a_key_map(monkeypatch, tmp_path):
+    from keras_slimmable.zoo import registry
+    from keras_slimmable.zoo.convert import convert
+
+    registry.list_models()  # every architecture registered first
+    architecture = registry.Architecture("plain_test", s_mobilenet_v1)
+    monkeypatch.setitem(registry._ARCHITECTURES, "plain_test", architecture)
+    with pytest.raises(ValueError, match="'plain_test' has no reference key"):
+        convert("plain_test", __file__, output=str(tmp_path))
+    with pytest.raises(ValueError, match="Unknown zoo model 'lenet'"):
+        convert("lenet", __file__, output=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
 def _run_cli(*arguments, timeout=300):
     environment = dict(os.environ)
     environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
@@ -533,17 +547,21 @@ def _run_cli(*arguments, timeout=300):
     )
 
 
-def test_cli_help_does_not_import_tensorflow():
-    result = _run_cli(
-        "-X", "importtime", "-m", "keras_slimmable.convert", "--help"
-    )
+@pytest.mark.parametrize(
+    "module", ["keras_slimmable.convert", "keras_slimmable.zoo.convert"]
+)
+def test_cli_help_does_not_import_tensorflow(module):
+    # `python -m keras_slimmable.convert` is the entry point of the command
+    # whose code lives beside the zoo.
+    result = _run_cli("-X", "importtime", "-m", module, "--help")
     assert "--model" in result.stdout and "--output" in result.stdout
+    assert "Converts a reference slimmable checkpoint" in result.stdout
     imported = [
         line.rsplit("|", 1)[-1].strip()
         for line in result.stderr.splitlines()
         if line.startswith("import time:")
     ]
-    assert "keras_slimmable.convert" in imported
+    assert "keras_slimmable.zoo" in imported
     heavy = [
         name
         for name in imported
@@ -581,16 +599,17 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_cli_unknown_model_is_one_message():
-    result = _run_cli(
-        "-m", "keras_slimmable.convert", "--model", "lenet", __file__
-    )
+@pytest.mark.parametrize(
+    "module", ["keras_slimmable.convert", "keras_slimmable.zoo.convert"]
+)
+def test_cli_unknown_model_is_one_message(module):
+    result = _run_cli("-m", module, "--model", "lenet", __file__)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "cuInit" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(
-        "python -m keras_slimmable.convert: error: Unknown zoo model 'lenet'"
+        f"python -m {module}: error: Unknown zoo model 'lenet'"
     )
     assert "s_mobilenet_v1" in lines[0]
     assert len(lines) == 2, result.stderr

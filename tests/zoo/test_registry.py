@@ -159,6 +159,7 @@ def test_an_architecture_is_declared_in_one_place(name):
     assert zoo.create_model is zoo.registry.create_model
     assert getattr(zoo, name) is architecture.builder
     module = sys.modules[architecture.builder.__module__]
+    assert architecture.widths == module.DEFAULT_WIDTHS
     assert architecture.key_map is module.key_map
     assert architecture.weights in (None, module.MANIFEST)
     if architecture.weights is not None:
