@@ -3,11 +3,12 @@
 The slimmable networks were trained (Yu et al., ICLR 2019, and their
 PyTorch code) with SGD, Nesterov momentum 0.9, weight decay 1e-4 on conv and
 dense weights except depthwise convolutions, and one learning-rate schedule
-per model. `RECIPES` holds them; `apply_weight_decay` and `make_optimizer`
-turn one into Keras objects:
+per model, declared with each zoo architecture; `get_recipe(name)` (or
+`RECIPES[name]`) reads one, and `apply_weight_decay` and `make_optimizer`
+turn it into Keras objects:
 
 ```python
-recipe = recipes.RECIPES["s_mobilenet_v1"]
+recipe = recipes.get_recipe("s_mobilenet_v1")
 model = keras_slimmable.zoo.s_mobilenet_v1()
 recipes.apply_weight_decay(model, recipe["weight_decay"])
 model.compile(
@@ -27,98 +28,80 @@ from keras import ops
 from keras_slimmable.layers import SlimmableLayer
 from keras_slimmable.layers import SwitchableBatchNormalization
 
-_COMMON = {
-    "momentum": 0.9,
-    "nesterov": True,
-    "weight_decay": 1e-4,
-    "image_size": 224,
-    "color_jitter": 0.4,
-    "lighting": 0.1,
-    # PyTorch updates the moving variance with the unbiased batch variance.
-    "unbiased_moving_variance": True,
-}
+# Recipes ----------------------------------------------------------------
 
-# The reference's configurations (apps/*_train_val.yml of its code). The
-# batch size is the total over all devices.
-RECIPES = {
-    "s_mobilenet_v1": {
-        **_COMMON,
-        "batch_size": 160,
-        "learning_rate": 0.045,
-        "schedule": "exponential_per_epoch",
-        "decay": 0.98,
-        "epochs": 480,
-        "crop_scale": (0.25, 1.0),
-    },
-    "s_mobilenet_v2": {
-        **_COMMON,
-        "batch_size": 160,
-        "learning_rate": 0.045,
-        "schedule": "exponential_per_epoch",
-        "decay": 0.98,
-        "epochs": 480,
-        "crop_scale": (0.25, 1.0),
-    },
-    "s_shufflenet": {
-        **_COMMON,
-        "batch_size": 1024,
-        "learning_rate": 0.5,
-        "schedule": "linear_to_zero",
-        "epochs": 250,
-        "crop_scale": (0.25, 1.0),
-    },
-    "s_resnet50": {
-        **_COMMON,
-        "batch_size": 256,
-        "learning_rate": 0.1,
-        "schedule": "step_decay",
-        "boundaries": (30, 60, 90),
-        "factor": 0.1,
-        "epochs": 100,
-        "crop_scale": (0.08, 1.0),
-    },
-}
-"""The reference training recipe of each zoo model.
+# The recipe tables, by dataset: each zoo architecture declares its recipes
+# beside its builder (`keras_slimmable.zoo.registry.Architecture.recipes`).
+_TABLES = {"RECIPES": "imagenet", "CIFAR10_RECIPES": "cifar10"}
 
-Keys: `batch_size` (total), `learning_rate` (for that batch size),
-`schedule` (`"exponential_per_epoch"` with `decay`, `"linear_to_zero"`, or
-`"step_decay"` with `boundaries` in epochs and `factor`), `epochs`,
-`momentum`, `nesterov`, `weight_decay`, and the augmentation: `image_size`,
-`crop_scale` (of the random-resized-crop), `color_jitter`, `lighting`
-(the arguments of `keras_slimmable.data.image_folder`), and
-`unbiased_moving_variance` (the batch norms' moving variance follows the
-unbiased batch variance, as in PyTorch: see
-`set_unbiased_moving_variance`). Treat them as constants: copy
-(`dict(RECIPES[name])`) before changing one.
-"""
 
-CIFAR10_RECIPES = {
-    "s_mobilenet_v1": {
-        "batch_size": 128,
-        "learning_rate": 0.05,
-        "schedule": "linear_to_zero",
-        "epochs": 3,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "image_size": 32,
-        "resize_size": 32,
-        "crop_padding": 4,
-        "color_jitter": 0.0,
-        "lighting": 0.0,
-        "unbiased_moving_variance": False,
-    },
-}
-"""CIFAR-10 recipes at 32 x 32: those of `examples/reproduce_cifar10.py`.
+def recipe_table(dataset="imagenet"):
+    """Every zoo architecture's recipe for `dataset`, by architecture name.
 
-S-MobileNet v1 only: the model that script measured (3 epochs of the
-50,000 training images in about 30 minutes on a 2-core CPU; its learning
-rate was chosen from 60 steps of that model). The standard CIFAR
-augmentation: `crop_padding` (zero-pad 4 pixels, random 32 x 32 crop),
-horizontal flip, no colour jitter or lighting; evaluation on the image
-itself (`resize_size=32`). Keys as in `RECIPES`, plus `crop_padding` and
-`resize_size` (the arguments of `keras_slimmable.data.image_folder`).
-"""
+    `recipe_table("imagenet")` is `RECIPES`, the reference training recipe
+    of each zoo model (Yu et al. and their PyTorch code,
+    apps/*_train_val.yml). Its keys: `batch_size` (total over all devices),
+    `learning_rate` (for that batch size), `schedule`
+    (`"exponential_per_epoch"` with `decay`, `"linear_to_zero"`, or
+    `"step_decay"` with `boundaries` in epochs and `factor`), `epochs`,
+    `momentum`, `nesterov`, `weight_decay`, and the augmentation:
+    `image_size`, `crop_scale` (of the random-resized-crop),
+    `color_jitter`, `lighting` (the arguments of
+    `keras_slimmable.data.image_folder`), and `unbiased_moving_variance`
+    (the batch norms' moving variance follows the unbiased batch variance,
+    as in PyTorch: see `set_unbiased_moving_variance`).
+
+    `recipe_table("cifar10")` is `CIFAR10_RECIPES`, at 32 x 32: those of
+    `examples/reproduce_cifar10.py` (S-MobileNet v1 only, the model that
+    script measured). Keys as above, plus `crop_padding` and `resize_size`
+    (the arguments of `keras_slimmable.data.image_folder`).
+
+    Treat the recipes as constants: copy (`dict(RECIPES[name])`) before
+    changing one.
+
+    Args:
+        dataset: `"imagenet"` or `"cifar10"`. Defaults to `"imagenet"`.
+
+    Returns:
+        A new dict from architecture name to its recipe.
+    """
+    from keras_slimmable.zoo import registry
+
+    return {
+        name: registry.get_architecture(name).recipes[dataset]
+        for name in registry.list_models()
+        if dataset in registry.get_architecture(name).recipes
+    }
+
+
+def get_recipe(name, dataset="imagenet"):
+    """The `dataset` recipe of the zoo architecture `name`.
+
+    `get_recipe("s_resnet50")` is `RECIPES["s_resnet50"]` (see
+    `recipe_table` for the keys). Treat it as a constant: copy it before
+    changing it.
+
+    Raises:
+        ValueError: naming the unknown name and the known ones.
+    """
+    table = recipe_table(dataset)
+    if name not in table:
+        raise ValueError(
+            f"Unknown recipe {name!r}"
+            + ("" if dataset == "imagenet" else f" for {dataset!r}")
+            + f". Known: {sorted(table)}"
+        )
+    return table[name]
+
+
+def __getattr__(name):
+    # `RECIPES` and `CIFAR10_RECIPES`, read from the zoo when asked: this
+    # module is imported with the package, the zoo on first use.
+    if name in _TABLES:
+        return recipe_table(_TABLES[name])
+    raise AttributeError(
+        f"module 'keras_slimmable.recipes' has no attribute {name!r}"
+    )
 
 
 # Weight decay ----------------------------------------------------------
@@ -479,11 +462,7 @@ def scale_learning_rate(learning_rate, batch_size, base_batch_size):
 
 def _get_recipe(recipe):
     if isinstance(recipe, str):
-        if recipe not in RECIPES:
-            raise ValueError(
-                f"Unknown recipe {recipe!r}. Known: {sorted(RECIPES)}"
-            )
-        return RECIPES[recipe]
+        return get_recipe(recipe)
     missing = [key for key in _REQUIRED if key not in recipe]
     if missing:
         raise ValueError(
@@ -497,7 +476,8 @@ def make_optimizer(recipe, steps_per_epoch, batch_size=None):
     """The SGD optimizer of a recipe, with its learning-rate schedule.
 
     Args:
-        recipe: a name of `RECIPES` (e.g. `"s_mobilenet_v1"`) or a dict
+        recipe: a name of `RECIPES` (e.g. `"s_mobilenet_v1"`; see
+            `get_recipe`) or a dict
             with the same keys (at least `batch_size`, `learning_rate`,
             `schedule`, `epochs`).
         steps_per_epoch: optimizer steps per epoch at the batch size you

@@ -1,9 +1,17 @@
 """Reading the reference implementation's PyTorch checkpoints.
 
-`load_reference_checkpoint(model, path)` maps a reference checkpoint onto a
-zoo model; `python -m keras_slimmable.convert --model NAME CHECKPOINT`
-converts one into this package's weights cache. Checkpoints are read
-without torch and without executing any pickled code.
+`load_reference_checkpoint(model, path, key_map)` loads a reference
+checkpoint into a model by the key map it is given. Checkpoints are read
+without torch and without executing any pickled code. This package knows
+no architecture and imports nothing of the zoo: the key maps live with the
+zoo's architectures, and `keras_slimmable.load_reference_checkpoint(model,
+path)` (`keras_slimmable.zoo.load_reference_checkpoint`) finds a zoo
+model's by its name.
+
+`python -m keras_slimmable.convert --model NAME CHECKPOINT` converts a
+reference checkpoint into this package's weights cache; it names
+architectures, so its code lives beside the zoo
+(`keras_slimmable/zoo/convert.py`, see `__main__.py`).
 
 The names below are imported on first use (PEP 562), so that the command
 line's `--help` answers without importing Keras or TensorFlow.

@@ -1,130 +1,14 @@
-r"""Converts a reference slimmable checkpoint into Keras weights.
+"""`python -m keras_slimmable.convert --model NAME CHECKPOINT`.
 
-    python -m keras_slimmable.convert --model s_mobilenet_v1 \
-        s_mobilenet_v1_0.25_0.5_0.75_1.0.pt
-
-builds the zoo model `--model` (its default widths, 1000 classes), loads the
-reference PyTorch checkpoint into it (checking every key and shape), and
-writes `<model>_imagenet.weights.h5` plus its `.sha256` into the Keras cache
-(`$KERAS_HOME/models/keras_slimmable/`), where
-`keras_slimmable.zoo.<model>(weights="imagenet")` finds it. `--output`
-writes elsewhere (a `.weights.h5` path or a folder). Both files are written
-to a temporary name and renamed, so a crash never leaves a half file.
-It prints the weights' path and sha256.
-
-`--help` answers without importing TensorFlow. An error (an unknown model,
-a checkpoint of another architecture) prints one message and exits with
-status 2; for a checkpoint that does not fit, the message counts the
-differences and shows a few keys, and `--verbose` lists every key.
+Converts a reference checkpoint of a zoo model into the Keras weights
+cache. The command names architectures, so its code lives beside the zoo,
+in `keras_slimmable/zoo/convert.py` (also `python -m
+keras_slimmable.zoo.convert`); this is its entry point under the name the
+documentation uses. `--help` answers without importing TensorFlow.
 """
 
-import os
-import sys
-import tempfile
-
-from absl import app
-from absl import flags
-
-from keras_slimmable import _cli
-
-_PROGRAM = "python -m keras_slimmable.convert"
-
-_MODEL = flags.DEFINE_string(
-    "model", None, "The zoo model to build, e.g. s_mobilenet_v1."
-)
-_OUTPUT = flags.DEFINE_string(
-    "output",
-    None,
-    "Where to write the weights: a '.weights.h5' path or a folder. "
-    "Defaults to the Keras cache, where weights='imagenet' looks.",
-)
-flags.mark_flag_as_required("model")
-
-
-def _atomic_write(path, write):
-    """Calls `write(temporary_path)`, then renames it to `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # Keras wants the `.weights.h5` suffix on the file it writes.
-    suffix = ".weights.h5" if path.endswith(".weights.h5") else ".tmp"
-    handle, temporary = tempfile.mkstemp(
-        prefix="." + os.path.basename(path) + ".", suffix=suffix, dir=folder
-    )
-    os.close(handle)
-    try:
-        write(temporary)
-        os.chmod(temporary, 0o644)  # mkstemp creates files readable by us only
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def convert(model_name, checkpoint, output=None):
-    """Converts `checkpoint` for zoo model `model_name`.
-
-    Returns:
-        `(path, sha256)` of the written `.weights.h5` file.
-    """
-    from keras_slimmable import zoo
-    from keras_slimmable.convert.reference import load_reference_checkpoint
-    from keras_slimmable.zoo import weights as zoo_weights
-
-    file_name = zoo_weights.weights_file_name(model_name)
-    if output is None:
-        path = os.path.join(zoo_weights.cache_dir(), file_name)
-    elif os.path.isdir(output) or output.endswith(os.sep):
-        path = os.path.join(output, file_name)
-    elif output.endswith(".weights.h5"):
-        path = output
-    else:
-        raise ValueError(
-            "`--output` must be a folder or a path ending in '.weights.h5'. "
-            f"Received: --output={output}"
-        )
-
-    model = zoo.create_model(model_name)
-    load_reference_checkpoint(model, checkpoint, architecture=model_name)
-
-    _atomic_write(path, model.save_weights)
-    digest = zoo_weights.file_sha256(path)
-
-    def write_checksum(temporary):
-        with open(temporary, "w") as f:
-            f.write(f"{digest}  {os.path.basename(path)}\n")
-
-    _atomic_write(path + ".sha256", write_checksum)
-    return path, digest
-
-
-def main(argv):
-    if len(argv) != 2:
-        raise app.UsageError(
-            f"Pass exactly one checkpoint path: {_PROGRAM} --model NAME "
-            "CHECKPOINT"
-        )
-    checkpoint = argv[1]
-    if not os.path.isfile(checkpoint):
-        raise _cli.CommandLineError(
-            f"The checkpoint is not a file. Received: {checkpoint}"
-        )
-    from keras_slimmable.convert.reference import CheckpointMismatchError
-
-    try:
-        path, digest = convert(_MODEL.value, checkpoint, _OUTPUT.value)
-    except CheckpointMismatchError as error:
-        if flags.FLAGS.verbose:
-            print(error.details, file=sys.stderr)
-            raise
-        message = error.summary
-        if error.details != error.summary:
-            message += "\n(--verbose lists every key)"
-        raise _cli.CommandLineError(message) from None
-    print(path)
-    print(f"sha256 {digest}")
-    return 0
-
+from keras_slimmable.zoo import convert
 
 if __name__ == "__main__":
-    _cli.run(main, _PROGRAM)
+    __doc__ = convert.__doc__  # what `--help` prints
+    convert.run(convert.PROGRAM)

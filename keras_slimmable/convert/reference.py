@@ -1,12 +1,11 @@
-"""Load reference (official PyTorch) slimmable checkpoints into zoo models.
+"""Load reference (official PyTorch) slimmable checkpoints into models.
 
-This is the one way reference weights come in. A per-architecture *key map*
-(`keras_slimmable.convert.key_maps.KEY_MAPS`) names, for every Keras layer
-with weights, the reference module prefix its weights come from. A
-slimmable layer says what each of its weights is
-(`SlimmableLayer.checkpoint_weights`); Keras's `Conv2D`, `DepthwiseConv2D`,
-`Dense` and `BatchNormalization` are described here. Each kind of weight
-has its reference key and layout:
+This is the one way reference weights come in. The caller gives a *key
+map*, which names, for every Keras layer with weights, the reference module
+prefix its weights come from. A slimmable layer says what each of its
+weights is (`SlimmableLayer.checkpoint_weights`); Keras's `Conv2D`,
+`DepthwiseConv2D`, `Dense` and `BatchNormalization` are described here.
+Each kind of weight has its reference key and layout:
 
 - `conv_kernel`: `<p>.weight` `(O, I, kh, kw)` -> kernel `(kh, kw, I, O)`;
 - `depthwise_kernel`: `<p>.weight` `(C, 1, kh, kw)` -> `(kh, kw, C, 1)`;
@@ -22,6 +21,12 @@ reference modules side by side on the output channels (ShuffleNet's group
 convs): each module's tensors are converted as above and concatenated on
 the output-channel axis (for a switchable batch norm, per width).
 `num_batches_tracked` entries are ignored.
+
+The key maps of the zoo's architectures live with them
+(`keras_slimmable.zoo.registry.Architecture.key_map`), and
+`keras_slimmable.load_reference_checkpoint(model, path)` finds a zoo
+model's by its name; this module knows no architecture and imports nothing
+of the zoo.
 """
 
 import os
@@ -30,7 +35,6 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from keras_slimmable.convert.key_maps import KEY_MAPS
 from keras_slimmable.convert.torch_checkpoint import load_state_dict
 from keras_slimmable.layers import CheckpointWeight
 from keras_slimmable.layers import SlimmableLayer
@@ -354,8 +358,8 @@ def _bad_values_error(name, model, bad_values):
     return ValueError("\n".join(lines))
 
 
-def load_reference_checkpoint(model, path, architecture=None):
-    """Loads a reference PyTorch checkpoint into a zoo model.
+def load_reference_checkpoint(model, path, key_map=None, architecture=None):
+    """Loads a reference PyTorch checkpoint into a model, by a key map.
 
     The checkpoint is read without PyTorch and without running any code
     from the file. Every key of the checkpoint must find its variable and
@@ -366,15 +370,23 @@ def load_reference_checkpoint(model, path, architecture=None):
     infinite values and negative batch-norm variances are refused too.
     The load is atomic: whatever fails, the model is left as it was.
 
+    For a zoo model, `keras_slimmable.load_reference_checkpoint(model,
+    path)` (`keras_slimmable.zoo.load_reference_checkpoint`) finds the key
+    map by the model's name.
+
     Args:
-        model: a model built by a zoo builder (with the widths and classes
-            of the checkpoint).
+        model: a Keras model (e.g. built by a zoo builder, with the widths
+            and classes of the checkpoint).
         path: the checkpoint file (`.pt`, `.pth`, `.pth.tar`, ...), or a
             state dict already read: a mapping from reference keys (with
             or without `module.`) to NumPy arrays in PyTorch layout.
-        architecture: the key map to use, a key of
-            `keras_slimmable.convert.key_maps.KEY_MAPS` such as
-            `"s_mobilenet_v1"`. Defaults to `model.name`.
+        key_map: the key map: a mapping from the name of every layer of
+            `model` with weights to the prefix of the reference module it
+            comes from (without `module.`), or to a list of `g` prefixes
+            for a layer made of `g` reference modules side by side on the
+            output channels; or a callable `key_map(model)` returning one.
+        architecture: what error messages call the checkpoint's
+            architecture. Defaults to `model.name`.
 
     Raises:
         CheckpointMismatchError: keys missing, unexpected, of the wrong
@@ -385,26 +397,32 @@ def load_reference_checkpoint(model, path, architecture=None):
         keras_slimmable.convert.torch_checkpoint.UnsafeCheckpointError:
             the file asks to run code.
         ValueError: NaN or infinite values, negative running variances,
-            an unknown architecture, or a model the checkpoint cannot go
-            into (e.g. shared batch norms).
+            no key map, or a model the checkpoint cannot go into (e.g.
+            shared batch norms).
 
     Example:
 
     ```python
     model = keras_slimmable.zoo.s_mobilenet_v1()
-    keras_slimmable.load_reference_checkpoint(
-        model, "s_mobilenet_v1_0.25_0.5_0.75_1.0.pt"
+    keras_slimmable.convert.reference.load_reference_checkpoint(
+        model,
+        "s_mobilenet_v1_0.25_0.5_0.75_1.0.pt",
+        key_map=keras_slimmable.zoo.get_architecture(
+            "s_mobilenet_v1"
+        ).key_map,
     )
     ```
     """
     architecture = model.name if architecture is None else architecture
-    if architecture not in KEY_MAPS:
+    if callable(key_map):
+        key_map = key_map(model)
+    if not isinstance(key_map, Mapping):
         raise ValueError(
-            f"No key map for architecture {architecture!r}. Available: "
-            f"{sorted(KEY_MAPS)}. Pass `architecture=` when the model has "
-            "another name."
+            "`key_map` must be a mapping from layer names to reference "
+            "module prefixes, or a callable returning one; for a zoo model, "
+            "`keras_slimmable.load_reference_checkpoint(model, path)` finds "
+            f"it by the model's name. Received: key_map={key_map!r}"
         )
-    key_map = KEY_MAPS[architecture](model)
     slots = _model_slots(model, key_map)
     expected = {}
     for slot in slots:

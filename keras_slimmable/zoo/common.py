@@ -1,16 +1,55 @@
-"""What the zoo's builders share: arguments, initialization, heads."""
+"""What the zoo's builders share: arguments, initialization, heads.
 
+Every builder takes the same arguments besides its own (`depth`, ...):
+`widths`, `weights`, `input_shape`, `include_top`, `classes`, `pooling`,
+`shared_batch_norm`, `name`, `input_tensor` and `classifier_activation`.
+It documents them with `{model_arguments}` and
+`{keras_applications_arguments}` in its docstring
+(`@with_shared_arguments_doc`), checks them with `builder_arguments`
+before building anything, starts from `arguments.images()`, ends with
+`arguments.head(x)` and returns `arguments.model(...)`, which builds the
+`SlimmableModel` and loads the `weights`. An architecture's module (see
+`keras_slimmable.zoo.registry` for what adding one takes) thus holds only
+what is its own: the layers, the key map of the reference checkpoints,
+the weights manifest and the recipes.
+"""
+
+import dataclasses
 import math
 
 import keras
 
-from keras_slimmable.zoo.imagenet_utils import preprocess_input  # noqa: F401
+from keras_slimmable.zoo.weights import check_weights_argument
 from keras_slimmable.zoo.weights import copy_weights
 from keras_slimmable.zoo.weights import load_builder_weights
 
 # The arguments every builder documents alike, put where its docstring
-# says `{shared_arguments}` (as keras.applications shares BASE_DOCSTRING).
-SHARED_ARGUMENTS_DOC = """\
+# says `{model_arguments}` and `{keras_applications_arguments}` (as
+# keras.applications shares BASE_DOCSTRING).
+MODEL_ARGUMENTS_DOC = """\
+        weights: `None` (random initialization, as the reference's), a
+            path to a `.weights.h5` file of this package, a path to a
+            reference PyTorch checkpoint (`.pt`, `.pth`, `.pth.tar`,
+            ...), or `"imagenet"` for the reference ImageNet weights, for
+            the architectures that have them, once converted into the
+            Keras cache (see `python -m keras_slimmable.convert`).
+            Defaults to `None`.
+        input_shape: the shape of one image, `(height, width, 3)`: any
+            height and width from 32 up, as in keras.applications (the
+            pooling is global), or `None` for any size. Defaults to the
+            shape of `input_tensor`, else `(224, 224, 3)`.
+        include_top: whether to end with the classifier. Defaults to
+            `True`.
+        classes: the number of classes of the classifier. Defaults to
+            `1000`.
+        pooling: with `include_top=False`, `None` to output the last
+            feature map, `"avg"` or `"max"` for global pooling. Defaults to
+            `None`.
+        shared_batch_norm: build the paper's naive baseline instead, one
+            batch norm shared by all widths. Reference checkpoints cannot
+            be loaded into it. Defaults to `False`.
+"""
+KERAS_APPLICATIONS_ARGUMENTS_DOC = """\
         input_tensor: a Keras tensor (the output of `keras.Input()` or of
             a layer) to use as the images. As in keras.applications, the
             model's inputs are then the inputs it derives from
@@ -28,12 +67,33 @@ SHARED_ARGUMENTS_DOC = """\
 
 
 def with_shared_arguments_doc(builder):
-    """Puts `SHARED_ARGUMENTS_DOC` into `builder`'s docstring."""
-    builder.__doc__ = builder.__doc__.replace(
-        "        {shared_arguments}\n", SHARED_ARGUMENTS_DOC
-    )
+    """Puts `MODEL_ARGUMENTS_DOC` and `KERAS_APPLICATIONS_ARGUMENTS_DOC`
+    into `builder`'s docstring, where it says `{model_arguments}` and
+    `{keras_applications_arguments}`."""
+    for placeholder, text in (
+        ("{model_arguments}", MODEL_ARGUMENTS_DOC),
+        ("{keras_applications_arguments}", KERAS_APPLICATIONS_ARGUMENTS_DOC),
+    ):
+        builder.__doc__ = builder.__doc__.replace(
+            f"        {placeholder}\n", text
+        )
     return builder
 
+
+# What the reference's ImageNet recipes share (apps/*_train_val.yml of its
+# code); each architecture's recipe adds its batch size (the total over all
+# devices), learning rate, schedule, epochs and crop scale. The keys are
+# those of `keras_slimmable.recipes.RECIPES`.
+REFERENCE_RECIPE = {
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 1e-4,
+    "image_size": 224,
+    "color_jitter": 0.4,
+    "lighting": 0.1,
+    # PyTorch updates the moving variance with the unbiased batch variance.
+    "unbiased_moving_variance": True,
+}
 
 BATCH_NORM_MOMENTUM = 0.9  # PyTorch's momentum 0.1
 BATCH_NORM_EPSILON = 1e-5
@@ -223,34 +283,154 @@ def classifier_head(
     return x
 
 
-def load_weights(model, weights, manifest, include_top, input_tensor, rebuild):
-    """Loads a builder's `weights` argument into the model it just built.
+@dataclasses.dataclass(frozen=True)
+class BuilderArguments:
+    """A builder's arguments, checked, with their defaults filled in
+    (`builder_arguments`), and the steps every builder takes with them."""
+
+    widths: tuple
+    weights: object
+    input_shape: tuple
+    include_top: bool
+    classes: int
+    pooling: object
+    shared_batch_norm: bool
+    name: str
+    input_tensor: object
+    classifier_activation: object
+
+    def images(self):
+        """The tensor the builder starts from: `input_tensor`, or a new
+        `keras.Input` named `images`."""
+        return image_input(self.input_shape, self.input_tensor)
+
+    def head(self, x, dense=None):
+        """The classifier or the headless pooling (`classifier_head`)."""
+        return classifier_head(
+            x,
+            self.include_top,
+            self.classes,
+            self.pooling,
+            self.classifier_activation,
+            dense=dense,
+        )
+
+    def model(self, images, outputs, builder, manifest, key_map):
+        """The `SlimmableModel` from `images` to `outputs`, with the
+        `weights` loaded.
+
+        Args:
+            images: the tensor `images()` returned.
+            outputs: the model's outputs.
+            builder: the builder itself (a `functools.partial` of it for
+                arguments of its own, such as S-ResNet's `depth`): called
+                with these arguments, some overridden, to load weights
+                into a model of its own (headless models, `input_tensor`).
+            manifest: the architecture's weights manifest.
+            key_map: the architecture's reference key map.
+        """
+        from keras_slimmable.model import SlimmableModel
+
+        model = SlimmableModel(
+            model_inputs(images, self.input_tensor),
+            outputs,
+            widths=self.widths,
+            name=self.name,
+        )
+        if self.weights is None:
+            return model
+
+        def rebuild(**overrides):
+            arguments = dict(
+                widths=self.widths,
+                input_shape=self.input_shape,
+                include_top=self.include_top,
+                classes=self.classes,
+                pooling=self.pooling,
+                shared_batch_norm=self.shared_batch_norm,
+            )
+            return builder(**dict(arguments, **overrides))
+
+        if self.input_tensor is not None:
+            # The layers before `input_tensor` are not in the weights: load
+            # them into the builder's model alone, then copy its layers.
+            copy_builder_weights(rebuild(weights=self.weights), model)
+            return model
+        load_builder_weights(
+            model,
+            self.weights,
+            manifest,
+            key_map,
+            include_top=self.include_top,
+            build_full_model=lambda: rebuild(
+                include_top=True, classes=manifest["classes"], pooling=None
+            ),
+        )
+        return model
+
+
+def builder_arguments(
+    default_widths,
+    manifest,
+    *,
+    widths,
+    weights,
+    input_shape,
+    include_top,
+    classes,
+    pooling,
+    shared_batch_norm,
+    name,
+    input_tensor,
+    classifier_activation,
+):
+    """Checks the arguments every builder takes, before anything is built.
 
     Args:
-        model: the model.
-        weights: the (validated) `weights` argument.
-        manifest: the architecture's `MANIFEST`.
-        include_top: whether `model` has its classifier.
-        input_tensor: the builder's `input_tensor` argument.
-        rebuild: a callable returning the builder's model on its own
-            input, random weights, with keyword arguments overriding the
-            builder's (`rebuild(include_top=True, classes=1000)`).
+        default_widths: the architecture's widths, for `widths=None`.
+        manifest: the architecture's weights manifest
+            (`keras_slimmable.zoo.weights`), for `weights`.
+        **arguments: the builder's arguments of the same names.
+
+    Returns:
+        A `BuilderArguments`.
+
+    Raises:
+        ValueError: naming the bad argument and what was expected (see
+            `check_builder_arguments` and
+            `keras_slimmable.zoo.weights.check_weights_argument`).
     """
-    if weights is None:
-        return
-    if input_tensor is not None:
-        # The layers before `input_tensor` are not in the weights: load
-        # them into the builder's model alone, then copy its layers over.
-        copy_builder_weights(rebuild(weights=weights), model)
-        return
-    load_builder_weights(
-        model,
+    widths, input_shape = check_builder_arguments(
+        name,
+        default_widths,
+        widths,
+        include_top,
+        classes,
+        pooling,
+        input_shape,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
+        weights=weights,
+    )
+    check_weights_argument(
         weights,
         manifest,
+        widths=widths,
         include_top=include_top,
-        build_full_model=lambda: rebuild(
-            include_top=True, classes=manifest["classes"], pooling=None
-        ),
+        classes=classes,
+        shared_batch_norm=shared_batch_norm,
+    )
+    return BuilderArguments(
+        widths=widths,
+        weights=weights,
+        input_shape=input_shape,
+        include_top=include_top,
+        classes=classes,
+        pooling=pooling,
+        shared_batch_norm=shared_batch_norm,
+        name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )
 
 

@@ -4,24 +4,24 @@ Exactly the reference architecture (Yu et al., ICLR 2019), so that reference
 checkpoints load number for number: a 3x3 stride-2 stem, 13 depthwise
 separable blocks, global average pooling and a classifier whose input is
 sliced to the active width. Channels are rounded with `make_divisible`.
+
+Everything of the architecture is here: the builder, the key map of the
+reference checkpoints, the weights manifest, the recipes and their
+`Architecture` record.
 """
 
 import keras
 
 from keras_slimmable.layers import SlimmableConv2D
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.model import SlimmableModel
 from keras_slimmable.widths import scale_channels
-from keras_slimmable.zoo.common import check_builder_arguments
-from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import REFERENCE_RECIPE
+from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_initializer
-from keras_slimmable.zoo.common import image_input
-from keras_slimmable.zoo.common import load_weights
-from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.common import with_shared_arguments_doc
-from keras_slimmable.zoo.registry import register_model
-from keras_slimmable.zoo.weights import check_weights_argument
+from keras_slimmable.zoo.registry import Architecture
+from keras_slimmable.zoo.registry import register
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -51,9 +51,41 @@ MANIFEST = {
     "keras_file": weights_file_name("s_mobilenet_v1"),
 }
 
+# The reference's recipe (apps/*_train_val.yml of its code).
+IMAGENET_RECIPE = {
+    **REFERENCE_RECIPE,
+    "batch_size": 160,
+    "learning_rate": 0.045,
+    "schedule": "exponential_per_epoch",
+    "decay": 0.98,
+    "epochs": 480,
+    "crop_scale": (0.25, 1.0),
+}
+
+# CIFAR-10 at 32 x 32: that of `examples/reproduce_cifar10.py`, which
+# measured it (3 epochs of the 50,000 training images in about 30 minutes
+# on a 2-core CPU; the learning rate was chosen from 60 steps of this
+# model). The standard CIFAR augmentation: `crop_padding` (zero-pad 4
+# pixels, random 32 x 32 crop), horizontal flip, no colour jitter or
+# lighting; evaluation on the image itself (`resize_size=32`).
+CIFAR10_RECIPE = {
+    "batch_size": 128,
+    "learning_rate": 0.05,
+    "schedule": "linear_to_zero",
+    "epochs": 3,
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "image_size": 32,
+    "resize_size": 32,
+    "crop_padding": 4,
+    "color_jitter": 0.0,
+    "lighting": 0.0,
+    "unbiased_moving_variance": False,
+}
+
 
 @with_shared_arguments_doc
-@register_model("s_mobilenet_v1")
 def s_mobilenet_v1(
     widths=None,
     weights=None,
@@ -81,27 +113,9 @@ def s_mobilenet_v1(
     Args:
         widths: the width multipliers, ascending. Defaults to
             `(0.25, 0.5, 0.75, 1.0)`, the reference's.
-        weights: `None` (random initialization, as the reference's), a
-            path to a `.weights.h5` file of this package, a path to a
-            reference PyTorch checkpoint (`.pt`, `.pth`, `.pth.tar`,
-            ...), or `"imagenet"` for the reference ImageNet weights once
-            converted into the Keras cache (see
-            `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: the shape of one image, `(height, width, 3)`: any
-            height and width from 32 up, as in keras.applications (the
-            pooling is global), or `None` for any size. Defaults to the
-            shape of `input_tensor`, else `(224, 224, 3)`.
-        include_top: whether to include the classifier. Defaults to `True`.
-        classes: the number of classes of the classifier. Defaults to
-            `1000`.
-        pooling: with `include_top=False`, `None` to output the last
-            feature map, `"avg"` or `"max"` for global pooling. Defaults to
-            `None`.
-        shared_batch_norm: build the paper's naive baseline instead, one
-            batch norm shared by all widths. Reference checkpoints cannot
-            be loaded into it. Defaults to `False`.
+        {model_arguments}
         name: the model name. Defaults to `"s_mobilenet_v1"`.
-        {shared_arguments}
+        {keras_applications_arguments}
 
     Returns:
         A `keras_slimmable.SlimmableModel`.
@@ -118,28 +132,22 @@ def s_mobilenet_v1(
     https://arxiv.org/abs/1812.08928); the reference implementation is
     https://github.com/JiahuiYu/slimmable_networks.
     """
-    widths, input_shape = check_builder_arguments(
-        "s_mobilenet_v1",
+    arguments = builder_arguments(
         DEFAULT_WIDTHS,
-        widths,
-        include_top,
-        classes,
-        pooling,
-        input_shape,
-        input_tensor=input_tensor,
-        classifier_activation=classifier_activation,
-        weights=weights,
-    )
-    check_weights_argument(
-        weights,
         MANIFEST,
         widths=widths,
+        weights=weights,
+        input_shape=input_shape,
         include_top=include_top,
         classes=classes,
+        pooling=pooling,
         shared_batch_norm=shared_batch_norm,
+        name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )
-
-    images = image_input(input_shape, input_tensor)
+    widths = arguments.widths
+    images = arguments.images()
     channels = scale_channels(32, widths, "make_divisible")
     x = SlimmableConv2D(
         channels,
@@ -185,22 +193,48 @@ def s_mobilenet_v1(
             x = keras.layers.ReLU(6.0, name=f"{prefix}_pointwise_relu")(x)
             channels = outputs
 
-    x = classifier_head(x, include_top, classes, pooling, classifier_activation)
+    x = arguments.head(x)
+    return arguments.model(images, x, s_mobilenet_v1, MANIFEST, key_map)
 
-    model = SlimmableModel(
-        model_inputs(images, input_tensor), x, widths=widths, name=name
+
+def key_map(model):
+    """Maps the weighted layers of an S-MobileNet v1 to reference prefixes.
+
+    The reference numbers its modules `features.0` (the stem: conv `0`,
+    batch norm `1`), `features.{1..13}` (the depthwise separable blocks:
+    depthwise conv `body.0`, its batch norm `body.1`, pointwise conv
+    `body.3`, its batch norm `body.4`), then `classifier.0`.
+
+    Args:
+        model: a model built by `s_mobilenet_v1`.
+
+    Returns:
+        A dict from Keras layer name to the reference prefix (no
+        `module.`).
+    """
+    del model  # The layout is fixed.
+    mapping = {
+        "stem_conv": "features.0.0",
+        "stem_bn": "features.0.1",
+        "predictions": "classifier.0",
+    }
+    blocks = sum(repeats for _, repeats, _ in BLOCK_SETTINGS)
+    for block in range(1, blocks + 1):
+        body = f"features.{block}.body"
+        mapping[f"block{block}_depthwise"] = f"{body}.0"
+        mapping[f"block{block}_depthwise_bn"] = f"{body}.1"
+        mapping[f"block{block}_pointwise"] = f"{body}.3"
+        mapping[f"block{block}_pointwise_bn"] = f"{body}.4"
+    return mapping
+
+
+ARCHITECTURE = register(
+    Architecture(
+        name="s_mobilenet_v1",
+        builder=s_mobilenet_v1,
+        widths=DEFAULT_WIDTHS,
+        key_map=key_map,
+        weights=MANIFEST,
+        recipes={"imagenet": IMAGENET_RECIPE, "cifar10": CIFAR10_RECIPE},
     )
-
-    def rebuild(**overrides):
-        arguments = dict(
-            widths=widths,
-            input_shape=input_shape,
-            include_top=include_top,
-            classes=classes,
-            pooling=pooling,
-            shared_batch_norm=shared_batch_norm,
-        )
-        return s_mobilenet_v1(**dict(arguments, **overrides))
-
-    load_weights(model, weights, MANIFEST, include_top, input_tensor, rebuild)
-    return model
+)

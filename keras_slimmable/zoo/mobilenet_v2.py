@@ -5,27 +5,27 @@ checkpoints load number for number: a 3x3 stride-2 stem, 17 inverted
 residual blocks, a 1x1 conv to 1280 channels with one ordinary batch norm,
 global average pooling and an ordinary classifier. Channels are rounded
 with `make_divisible`.
+
+Everything of the architecture is here: the builder, the key map of the
+reference checkpoints, the weights manifest, the recipe and their
+`Architecture` record.
 """
 
 import keras
 
 from keras_slimmable.layers import SlimmableConv2D
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
-from keras_slimmable.model import SlimmableModel
 from keras_slimmable.widths import make_divisible
 from keras_slimmable.widths import scale_channels
 from keras_slimmable.zoo.common import BATCH_NORM_EPSILON
 from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
-from keras_slimmable.zoo.common import check_builder_arguments
-from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import REFERENCE_RECIPE
+from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_initializer
-from keras_slimmable.zoo.common import image_input
-from keras_slimmable.zoo.common import load_weights
-from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.common import with_shared_arguments_doc
-from keras_slimmable.zoo.registry import register_model
-from keras_slimmable.zoo.weights import check_weights_argument
+from keras_slimmable.zoo.registry import Architecture
+from keras_slimmable.zoo.registry import register
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.35, 0.5, 0.75, 1.0)
@@ -58,9 +58,19 @@ MANIFEST = {
     "keras_file": weights_file_name("s_mobilenet_v2"),
 }
 
+# The reference's recipe (apps/*_train_val.yml of its code).
+IMAGENET_RECIPE = {
+    **REFERENCE_RECIPE,
+    "batch_size": 160,
+    "learning_rate": 0.045,
+    "schedule": "exponential_per_epoch",
+    "decay": 0.98,
+    "epochs": 480,
+    "crop_scale": (0.25, 1.0),
+}
+
 
 @with_shared_arguments_doc
-@register_model("s_mobilenet_v2")
 def s_mobilenet_v2(
     widths=None,
     weights=None,
@@ -95,27 +105,9 @@ def s_mobilenet_v2(
     Args:
         widths: the width multipliers, ascending. Defaults to
             `(0.35, 0.5, 0.75, 1.0)`, the reference's.
-        weights: `None` (random initialization, as the reference's), a
-            path to a `.weights.h5` file of this package, a path to a
-            reference PyTorch checkpoint (`.pt`, `.pth`, `.pth.tar`,
-            ...), or `"imagenet"` for the reference ImageNet weights once
-            converted into the Keras cache (see
-            `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: the shape of one image, `(height, width, 3)`: any
-            height and width from 32 up, as in keras.applications (the
-            pooling is global), or `None` for any size. Defaults to the
-            shape of `input_tensor`, else `(224, 224, 3)`.
-        include_top: whether to include the classifier. Defaults to `True`.
-        classes: the number of classes of the classifier. Defaults to
-            `1000`.
-        pooling: with `include_top=False`, `None` to output the last
-            feature map (after the tail's 1280 channels), `"avg"` or
-            `"max"` for global pooling. Defaults to `None`.
-        shared_batch_norm: build the paper's naive baseline instead, one
-            batch norm shared by all widths. Reference checkpoints cannot
-            be loaded into it. Defaults to `False`.
+        {model_arguments}
         name: the model name. Defaults to `"s_mobilenet_v2"`.
-        {shared_arguments}
+        {keras_applications_arguments}
 
     Returns:
         A `keras_slimmable.SlimmableModel`.
@@ -132,28 +124,22 @@ def s_mobilenet_v2(
     https://arxiv.org/abs/1812.08928); the reference implementation is
     https://github.com/JiahuiYu/slimmable_networks.
     """
-    widths, input_shape = check_builder_arguments(
-        "s_mobilenet_v2",
+    arguments = builder_arguments(
         DEFAULT_WIDTHS,
-        widths,
-        include_top,
-        classes,
-        pooling,
-        input_shape,
-        input_tensor=input_tensor,
-        classifier_activation=classifier_activation,
-        weights=weights,
-    )
-    check_weights_argument(
-        weights,
         MANIFEST,
         widths=widths,
+        weights=weights,
+        input_shape=input_shape,
         include_top=include_top,
         classes=classes,
+        pooling=pooling,
         shared_batch_norm=shared_batch_norm,
+        name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )
-
-    images = image_input(input_shape, input_tensor)
+    widths = arguments.widths
+    images = arguments.images()
     channels = scale_channels(32, widths, "make_divisible")
     x = SlimmableConv2D(
         channels,
@@ -198,32 +184,8 @@ def s_mobilenet_v2(
     )(x)
     x = keras.layers.ReLU(6.0, name="last_relu")(x)
 
-    x = classifier_head(
-        x,
-        include_top,
-        classes,
-        pooling,
-        classifier_activation,
-        dense=keras.layers.Dense,
-    )
-
-    model = SlimmableModel(
-        model_inputs(images, input_tensor), x, widths=widths, name=name
-    )
-
-    def rebuild(**overrides):
-        arguments = dict(
-            widths=widths,
-            input_shape=input_shape,
-            include_top=include_top,
-            classes=classes,
-            pooling=pooling,
-            shared_batch_norm=shared_batch_norm,
-        )
-        return s_mobilenet_v2(**dict(arguments, **overrides))
-
-    load_weights(model, weights, MANIFEST, include_top, input_tensor, rebuild)
-    return model
+    x = arguments.head(x, dense=keras.layers.Dense)
+    return arguments.model(images, x, s_mobilenet_v2, MANIFEST, key_map)
 
 
 def _inverted_residual(
@@ -271,3 +233,53 @@ def _inverted_residual(
     if stride == 1 and tuple(inputs) == tuple(outputs):
         x = keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
     return x
+
+
+def key_map(model):
+    """Maps the weighted layers of an S-MobileNet v2 to reference prefixes.
+
+    The reference numbers its modules `features.0` (the stem: conv `0`,
+    batch norm `1`), `features.{1..17}` (the inverted residual blocks:
+    expand conv `body.0` and batch norm `body.1`, depthwise conv `body.3`
+    and `body.4`, project conv `body.6` and `body.7`; a block without
+    expansion starts at the depthwise conv, `body.0`), `features.18` (the
+    tail: conv `0`, plain batch norm `1`), then `classifier.0`. Whether a
+    block has an expansion is read from the model's layer names.
+
+    Args:
+        model: a model built by `s_mobilenet_v2`.
+
+    Returns:
+        A dict from Keras layer name to the reference prefix (no
+        `module.`).
+    """
+    names = {layer.name for layer in model.layers}
+    blocks = sum(repeats for _, _, repeats, _ in BLOCK_SETTINGS)
+    mapping = {
+        "stem_conv": "features.0.0",
+        "stem_bn": "features.0.1",
+        "last_conv": f"features.{blocks + 1}.0",
+        "last_bn": f"features.{blocks + 1}.1",
+        "predictions": "classifier.0",
+    }
+    for block in range(1, blocks + 1):
+        body = f"features.{block}.body"
+        parts = ("depthwise", "project")
+        if f"block{block}_expand" in names:
+            parts = ("expand",) + parts
+        for position, part in enumerate(parts):
+            mapping[f"block{block}_{part}"] = f"{body}.{3 * position}"
+            mapping[f"block{block}_{part}_bn"] = f"{body}.{3 * position + 1}"
+    return mapping
+
+
+ARCHITECTURE = register(
+    Architecture(
+        name="s_mobilenet_v2",
+        builder=s_mobilenet_v2,
+        widths=DEFAULT_WIDTHS,
+        key_map=key_map,
+        weights=MANIFEST,
+        recipes={"imagenet": IMAGENET_RECIPE},
+    )
+)

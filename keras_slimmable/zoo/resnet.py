@@ -1,26 +1,28 @@
 """S-ResNet: the slimmable ResNet-50/101/152 of Yu et al. (ICLR 2019).
 
 The architecture is exactly that of the reference PyTorch implementation, so
-its checkpoints convert weight for weight (see
-`keras_slimmable.convert.key_maps.s_resnet`). Every channel count, the
-bottleneck expansion included, scales with the width, rounded down with
-`int(c * w)`.
+its checkpoints convert weight for weight (see `key_map`). Every channel
+count, the bottleneck expansion included, scales with the width, rounded
+down with `int(c * w)`.
+
+Everything of the architecture is here: the builders, the key map of the
+reference checkpoints, the weights manifest (S-ResNet-50's), the recipe
+and one `Architecture` record per depth.
 """
+
+import functools
+import re
 
 import keras
 
 from keras_slimmable.layers import SlimmableConv2D
-from keras_slimmable.model import SlimmableModel
-from keras_slimmable.zoo.common import check_builder_arguments
-from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import REFERENCE_RECIPE
+from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_initializer
-from keras_slimmable.zoo.common import image_input
-from keras_slimmable.zoo.common import load_weights
-from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.common import with_shared_arguments_doc
-from keras_slimmable.zoo.registry import register_model
-from keras_slimmable.zoo.weights import check_weights_argument
+from keras_slimmable.zoo.registry import Architecture
+from keras_slimmable.zoo.registry import register
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.25, 0.5, 0.75, 1.0)
@@ -48,6 +50,18 @@ MANIFEST = {
     # Published ImageNet top-1 error (%), per width.
     "top1_error": {1.0: 24.0, 0.75: 25.1, 0.5: 27.9, 0.25: 35.0},
     "keras_file": weights_file_name("s_resnet50"),
+}
+
+# The reference's recipe for S-ResNet-50 (apps/*_train_val.yml of its code).
+IMAGENET_RECIPE = {
+    **REFERENCE_RECIPE,
+    "batch_size": 256,
+    "learning_rate": 0.1,
+    "schedule": "step_decay",
+    "boundaries": (30, 60, 90),
+    "factor": 0.1,
+    "epochs": 100,
+    "crop_scale": (0.08, 1.0),
 }
 
 
@@ -117,32 +131,16 @@ def s_resnet(
     Reference: [Yu et al., Slimmable Neural Networks, ICLR 2019](
     https://arxiv.org/abs/1812.08928); [He et al., Deep Residual Learning
     for Image Recognition, CVPR 2016](https://arxiv.org/abs/1512.03385).
+    Reference ImageNet weights (`weights="imagenet"`) exist for depth 50
+    only.
 
     Args:
         depth: 50, 101 or 152. Defaults to `50`.
         widths: the width multipliers, ascending. Defaults to
             `(0.25, 0.5, 0.75, 1.0)`, those of the reference checkpoint.
-        weights: `None` (random initialization, as the reference's), a
-            path to a `.weights.h5` file of this package, a path to a
-            reference PyTorch checkpoint (`.pt`, `.pth`, `.pth.tar`,
-            ...), or, for depth 50, `"imagenet"` for the reference ImageNet
-            weights once converted into the Keras cache (see
-            `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: the shape of one image, `(height, width, 3)`: any
-            height and width from 32 up, as in keras.applications (the
-            pooling is global), or `None` for any size. Defaults to the
-            shape of `input_tensor`, else `(224, 224, 3)`.
-        include_top: whether to end with the classifier. Defaults to
-            `True`.
-        classes: the number of classes of the classifier. Defaults to
-            `1000`.
-        pooling: with `include_top=False`, `None` (the last feature map),
-            `"avg"` or `"max"` (global pooling). Defaults to `None`.
-        shared_batch_norm: build the paper's naive baseline, one batch
-            norm shared by all widths, instead of switchable batch norms.
-            Defaults to `False`.
+        {model_arguments}
         name: the model name. Defaults to `"s_resnet{depth}"`.
-        {shared_arguments}
+        {keras_applications_arguments}
 
     Returns:
         A `SlimmableModel` whose output is the logits, or the
@@ -162,33 +160,28 @@ def s_resnet(
         )
     if name is None:
         name = f"s_resnet{depth}"
-    widths, input_shape = check_builder_arguments(
-        name,
-        DEFAULT_WIDTHS,
-        widths,
-        include_top,
-        classes,
-        pooling,
-        input_shape,
-        input_tensor=input_tensor,
-        classifier_activation=classifier_activation,
-        weights=weights,
-    )
     if weights == "imagenet" and depth != 50:
         raise ValueError(
             "Reference ImageNet weights exist for depth 50 only. Received: "
             f"depth={depth}, weights='imagenet'"
         )
-    check_weights_argument(
-        weights,
-        MANIFEST,
+    manifest = dict(MANIFEST, architecture=f"s_resnet{depth}")
+    arguments = builder_arguments(
+        DEFAULT_WIDTHS,
+        manifest,
         widths=widths,
+        weights=weights,
+        input_shape=input_shape,
         include_top=include_top,
         classes=classes,
+        pooling=pooling,
         shared_batch_norm=shared_batch_norm,
+        name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )
-
-    images = image_input(input_shape, input_tensor)
+    widths = arguments.widths
+    images = arguments.images()
     channels = tuple(int(64 * w) for w in widths)
     x = _conv(channels, 7, 2, 3, "stem_conv")(images)
     x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
@@ -214,110 +207,125 @@ def s_resnet(
             )
             channels = stage_channels
 
-    x = classifier_head(x, include_top, classes, pooling, classifier_activation)
+    x = arguments.head(x)
+    builder = functools.partial(s_resnet, depth)
+    return arguments.model(images, x, builder, manifest, key_map)
 
-    model = SlimmableModel(
-        model_inputs(images, input_tensor), x, widths=widths, name=name
-    )
-    manifest = dict(MANIFEST, architecture=f"s_resnet{depth}")
 
-    def rebuild(**overrides):
-        arguments = dict(
+def _fixed_depth(depth):
+    """The builder of S-ResNet-`depth`: `s_resnet` without its `depth`."""
+
+    def builder(
+        widths=None,
+        weights=None,
+        input_shape=None,
+        include_top=True,
+        classes=1000,
+        pooling=None,
+        shared_batch_norm=False,
+        name=f"s_resnet{depth}",
+        input_tensor=None,
+        classifier_activation=None,
+    ):
+        return s_resnet(
+            depth,
             widths=widths,
+            weights=weights,
             input_shape=input_shape,
             include_top=include_top,
             classes=classes,
             pooling=pooling,
             shared_batch_norm=shared_batch_norm,
+            name=name,
+            input_tensor=input_tensor,
+            classifier_activation=classifier_activation,
         )
-        return s_resnet(depth, **dict(arguments, **overrides))
 
-    load_weights(model, weights, manifest, include_top, input_tensor, rebuild)
-    return model
-
-
-@register_model("s_resnet50")
-def s_resnet50(
-    widths=None,
-    weights=None,
-    input_shape=None,
-    include_top=True,
-    classes=1000,
-    pooling=None,
-    shared_batch_norm=False,
-    name="s_resnet50",
-    input_tensor=None,
-    classifier_activation=None,
-):
-    """Builds S-ResNet-50: `s_resnet(depth=50, ...)`, which see."""
-    return s_resnet(
-        50,
-        widths=widths,
-        weights=weights,
-        input_shape=input_shape,
-        include_top=include_top,
-        classes=classes,
-        pooling=pooling,
-        shared_batch_norm=shared_batch_norm,
-        name=name,
-        input_tensor=input_tensor,
-        classifier_activation=classifier_activation,
+    builder.__name__ = builder.__qualname__ = f"s_resnet{depth}"
+    builder.__doc__ = (
+        f"Builds S-ResNet-{depth}: `s_resnet(depth={depth}, ...)`, which see."
     )
+    return builder
 
 
-@register_model("s_resnet101")
-def s_resnet101(
-    widths=None,
-    weights=None,
-    input_shape=None,
-    include_top=True,
-    classes=1000,
-    pooling=None,
-    shared_batch_norm=False,
-    name="s_resnet101",
-    input_tensor=None,
-    classifier_activation=None,
-):
-    """Builds S-ResNet-101: `s_resnet(depth=101, ...)`, which see."""
-    return s_resnet(
-        101,
-        widths=widths,
-        weights=weights,
-        input_shape=input_shape,
-        include_top=include_top,
-        classes=classes,
-        pooling=pooling,
-        shared_batch_norm=shared_batch_norm,
-        name=name,
-        input_tensor=input_tensor,
-        classifier_activation=classifier_activation,
+s_resnet50 = _fixed_depth(50)
+s_resnet101 = _fixed_depth(101)
+s_resnet152 = _fixed_depth(152)
+
+
+_BLOCK_LAYER = re.compile(
+    r"^stage(\d+)_block(\d+)_(conv[123]|bn[123]|shortcut_conv|shortcut_bn)$"
+)
+_BLOCK_MODULES = {
+    "conv1": "body.0",
+    "bn1": "body.1",
+    "conv2": "body.3",
+    "bn2": "body.4",
+    "conv3": "body.6",
+    "bn3": "body.7",
+    "shortcut_conv": "shortcut.0",
+    "shortcut_bn": "shortcut.1",
+}
+_FIXED_MODULES = {
+    "stem_conv": "features.0.0",
+    "stem_bn": "features.0.1",
+    "predictions": "classifier.0",
+}
+
+
+def key_map(model):
+    """Maps the weighted layers of an S-ResNet to reference module prefixes.
+
+    The reference numbers its modules `features.0` (the stem: conv `0`,
+    batch norm `1`) and `features.{1..n}` (the bottleneck blocks, in order
+    over all stages: convs `body.{0,3,6}`, batch norms `body.{1,4,7}`,
+    projection `shortcut.{0,1}`), then `classifier.0`. Works for any
+    depth: the block numbering is read from the layer names.
+
+    Args:
+        model: a model built by `s_resnet`.
+
+    Returns:
+        A dict from Keras layer name to the reference prefix (no
+        `module.`).
+    """
+    names = [layer.name for layer in model.layers]
+    blocks = sorted(
+        {
+            (int(match[1]), int(match[2]))
+            for match in map(_BLOCK_LAYER.match, names)
+            if match
+        }
     )
+    feature_index = {block: i for i, block in enumerate(blocks, start=1)}
+    mapping = {}
+    for name in names:
+        if name in _FIXED_MODULES:
+            mapping[name] = _FIXED_MODULES[name]
+            continue
+        match = _BLOCK_LAYER.match(name)
+        if match:
+            block = (int(match[1]), int(match[2]))
+            mapping[name] = (
+                f"features.{feature_index[block]}.{_BLOCK_MODULES[match[3]]}"
+            )
+    return mapping
 
 
-@register_model("s_resnet152")
-def s_resnet152(
-    widths=None,
-    weights=None,
-    input_shape=None,
-    include_top=True,
-    classes=1000,
-    pooling=None,
-    shared_batch_norm=False,
-    name="s_resnet152",
-    input_tensor=None,
-    classifier_activation=None,
-):
-    """Builds S-ResNet-152: `s_resnet(depth=152, ...)`, which see."""
-    return s_resnet(
-        152,
-        widths=widths,
-        weights=weights,
-        input_shape=input_shape,
-        include_top=include_top,
-        classes=classes,
-        pooling=pooling,
-        shared_batch_norm=shared_batch_norm,
-        name=name,
-        input_tensor=input_tensor,
-        classifier_activation=classifier_activation,
+ARCHITECTURES = tuple(
+    register(
+        Architecture(
+            name=f"s_resnet{depth}",
+            builder=builder,
+            widths=DEFAULT_WIDTHS,
+            key_map=key_map,
+            weights=MANIFEST if depth == 50 else None,
+            recipes={"imagenet": IMAGENET_RECIPE} if depth == 50 else {},
+        )
     )
+    for depth, builder in (
+        (50, s_resnet50),
+        (101, s_resnet101),
+        (152, s_resnet152),
+    )
+)

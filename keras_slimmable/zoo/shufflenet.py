@@ -1,28 +1,29 @@
 """S-ShuffleNet: the slimmable ShuffleNet (v1, 3 groups) of Yu et al.
 
 The architecture is exactly that of the reference PyTorch implementation, so
-its checkpoints convert weight for weight (see
-`keras_slimmable.convert.key_maps.s_shufflenet`). Its pointwise group
-convolutions are separate convolutions whose active channels, at a narrower
-width, are a prefix within each group (`SlimmableGroupedConv2D`).
+its checkpoints convert weight for weight (see `key_map`). Its pointwise
+group convolutions are separate convolutions whose active channels, at a
+narrower width, are a prefix within each group (`SlimmableGroupedConv2D`).
+
+Everything of the architecture is here: the builder, the key map of the
+reference checkpoints, the weights manifest, the recipe and their
+`Architecture` record.
 """
+
+import re
 
 import keras
 
 from keras_slimmable.layers import ChannelShuffle
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
 from keras_slimmable.layers import SlimmableGroupedConv2D
-from keras_slimmable.model import SlimmableModel
-from keras_slimmable.zoo.common import check_builder_arguments
-from keras_slimmable.zoo.common import classifier_head
+from keras_slimmable.zoo.common import REFERENCE_RECIPE
+from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_initializer
-from keras_slimmable.zoo.common import image_input
-from keras_slimmable.zoo.common import load_weights
-from keras_slimmable.zoo.common import model_inputs
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.common import with_shared_arguments_doc
-from keras_slimmable.zoo.registry import register_model
-from keras_slimmable.zoo.weights import check_weights_argument
+from keras_slimmable.zoo.registry import Architecture
+from keras_slimmable.zoo.registry import register
 from keras_slimmable.zoo.weights import weights_file_name
 
 DEFAULT_WIDTHS = (0.5, 1.0, 2.0)
@@ -47,6 +48,16 @@ MANIFEST = {
     # Published ImageNet top-1 error (%), per width.
     "top1_error": {2.0: 28.6, 1.0: 34.5, 0.5: 42.8},
     "keras_file": weights_file_name("s_shufflenet"),
+}
+
+# The reference's recipe (apps/*_train_val.yml of its code).
+IMAGENET_RECIPE = {
+    **REFERENCE_RECIPE,
+    "batch_size": 1024,
+    "learning_rate": 0.5,
+    "schedule": "linear_to_zero",
+    "epochs": 250,
+    "crop_scale": (0.25, 1.0),
 }
 
 
@@ -118,7 +129,6 @@ def _shuffle_unit(x, input_channels, channels, strides, first, shared, name):
 
 
 @with_shared_arguments_doc
-@register_model("s_shufflenet")
 def s_shufflenet(
     widths=None,
     weights=None,
@@ -162,27 +172,9 @@ def s_shufflenet(
         widths: the width multipliers, ascending. Every channel count must
             split into 3 groups at every width. Defaults to
             `(0.5, 1.0, 2.0)`, those of the reference checkpoint.
-        weights: `None` (random initialization, as the reference's), a
-            path to a `.weights.h5` file of this package, a path to a
-            reference PyTorch checkpoint (`.pt`, `.pth`, `.pth.tar`,
-            ...), or `"imagenet"` for the reference ImageNet weights once
-            converted into the Keras cache (see
-            `python -m keras_slimmable.convert`). Defaults to `None`.
-        input_shape: the shape of one image, `(height, width, 3)`: any
-            height and width from 32 up, as in keras.applications (the
-            pooling is global), or `None` for any size. Defaults to the
-            shape of `input_tensor`, else `(224, 224, 3)`.
-        include_top: whether to end with the classifier. Defaults to
-            `True`.
-        classes: the number of classes of the classifier. Defaults to
-            `1000`.
-        pooling: with `include_top=False`, `None` (the last feature map),
-            `"avg"` or `"max"` (global pooling). Defaults to `None`.
-        shared_batch_norm: build the paper's naive baseline, one batch
-            norm shared by all widths, instead of switchable batch norms.
-            Defaults to `False`.
+        {model_arguments}
         name: the model name. Defaults to `"s_shufflenet"`.
-        {shared_arguments}
+        {keras_applications_arguments}
 
     Returns:
         A `SlimmableModel` whose output is the logits, or the
@@ -195,28 +187,22 @@ def s_shufflenet(
     logits = model(images, width=0.5)
     ```
     """
-    widths, input_shape = check_builder_arguments(
-        name,
+    arguments = builder_arguments(
         DEFAULT_WIDTHS,
-        widths,
-        include_top,
-        classes,
-        pooling,
-        input_shape,
-        input_tensor=input_tensor,
-        classifier_activation=classifier_activation,
-        weights=weights,
-    )
-    check_weights_argument(
-        weights,
         MANIFEST,
         widths=widths,
+        weights=weights,
+        input_shape=input_shape,
         include_top=include_top,
         classes=classes,
+        pooling=pooling,
         shared_batch_norm=shared_batch_norm,
+        name=name,
+        input_tensor=input_tensor,
+        classifier_activation=classifier_activation,
     )
-
-    images = image_input(input_shape, input_tensor)
+    widths = arguments.widths
+    images = arguments.images()
     # Three parallel stem convs, each with its own batch norm: one grouped
     # conv whose groups all read the image, and one batch norm over the
     # concatenation (batch norm is per channel).
@@ -250,22 +236,80 @@ def s_shufflenet(
             )
             first = False
 
-    x = classifier_head(x, include_top, classes, pooling, classifier_activation)
+    x = arguments.head(x)
+    return arguments.model(images, x, s_shufflenet, MANIFEST, key_map)
 
-    model = SlimmableModel(
-        model_inputs(images, input_tensor), x, widths=widths, name=name
+
+_UNIT_LAYER = re.compile(r"^stage(\d+)_unit(\d+)_(gconv[12]|bn[123]|dwconv)$")
+# Per layer: the reference module, with `{k}` for one module per group.
+_UNIT_MODULES = {
+    "gconv1": "a_{k}.0",
+    "bn1": "a_{k}.1",
+    "dwconv": "b.1",
+    "bn2": "b.2",
+    "gconv2": "c_{k}.0",
+    "bn3": "c_{k}.1",
+}
+
+
+def key_map(model):
+    """Maps the weighted layers of an S-ShuffleNet to reference prefixes.
+
+    The reference's three parallel stem convs are `head_{k}.0` with batch
+    norms `head_{k}.1`; the units are `features.{0..15}` in order, each
+    with group convs `a_{k}.0` / `c_{k}.0` and their batch norms `a_{k}.1`
+    / `c_{k}.1` (one module per group `k`), and the depthwise conv `b.1`
+    with its batch norm `b.2` (`b.0` is the channel shuffle). The
+    classifier is `classifier.0`. A Keras grouped conv and the batch norm
+    after it each stand for one reference module per group, so they map
+    to a list of prefixes, group 0 first.
+
+    Args:
+        model: a model built by `s_shufflenet`.
+
+    Returns:
+        A dict from Keras layer name to the reference prefix (no
+        `module.`), or to the list of per-group prefixes for the grouped
+        convs and their batch norms.
+    """
+    groups = model.get_layer("stem_conv").groups
+    names = [layer.name for layer in model.layers]
+    units = sorted(
+        {
+            (int(match[1]), int(match[2]))
+            for match in map(_UNIT_LAYER.match, names)
+            if match
+        }
     )
+    feature_index = {unit: i for i, unit in enumerate(units)}
+    mapping = {
+        "stem_conv": [f"head_{k}.0" for k in range(groups)],
+        "stem_bn": [f"head_{k}.1" for k in range(groups)],
+    }
+    if "predictions" in names:
+        mapping["predictions"] = "classifier.0"
+    for name in names:
+        match = _UNIT_LAYER.match(name)
+        if not match:
+            continue
+        prefix = f"features.{feature_index[(int(match[1]), int(match[2]))]}"
+        module = _UNIT_MODULES[match[3]]
+        if "{k}" in module:
+            mapping[name] = [
+                f"{prefix}.{module.format(k=k)}" for k in range(groups)
+            ]
+        else:
+            mapping[name] = f"{prefix}.{module}"
+    return mapping
 
-    def rebuild(**overrides):
-        arguments = dict(
-            widths=widths,
-            input_shape=input_shape,
-            include_top=include_top,
-            classes=classes,
-            pooling=pooling,
-            shared_batch_norm=shared_batch_norm,
-        )
-        return s_shufflenet(**dict(arguments, **overrides))
 
-    load_weights(model, weights, MANIFEST, include_top, input_tensor, rebuild)
-    return model
+ARCHITECTURE = register(
+    Architecture(
+        name="s_shufflenet",
+        builder=s_shufflenet,
+        widths=DEFAULT_WIDTHS,
+        key_map=key_map,
+        weights=MANIFEST,
+        recipes={"imagenet": IMAGENET_RECIPE},
+    )
+)

@@ -6,7 +6,7 @@ A builder accepts:
 - a path ending in `.weights.h5`: weights saved by this package
   (`model.save_weights`), loaded with `model.load_weights`;
 - a path to any other existing file: a reference PyTorch checkpoint, loaded
-  with `keras_slimmable.load_reference_checkpoint`;
+  with the architecture's key map (`load_reference_checkpoint`);
 - `"imagenet"`: the reference ImageNet weights. Their licence (CC BY-NC
   4.0) does not allow redistributing them, so they are not downloaded:
   convert the published checkpoint once with
@@ -14,7 +14,8 @@ A builder accepts:
   `<name>_imagenet.weights.h5` and its `.sha256` into the Keras cache
   (`$KERAS_HOME/models/keras_slimmable/`, `~/.keras` by default).
 
-Each zoo module describes its reference weights in a `MANIFEST` dict:
+Each zoo module describes its reference weights in a `MANIFEST` dict, the
+`weights` of its `keras_slimmable.zoo.registry.Architecture`:
 `architecture`, `reference_model_id`, `reference_file`, `reference_url`,
 `license`, `widths`, `classes`, `top1_error` (published, per width) and
 `keras_file` (the converted weights' file name in the cache).
@@ -196,14 +197,16 @@ def copy_weights(pairs):
 
 
 def load_builder_weights(
-    model, weights, manifest, include_top, build_full_model
+    model, weights, manifest, key_map, include_top, build_full_model
 ):
     """Loads a builder's `weights` argument into the freshly built `model`.
 
     Args:
         model: the model the builder just built.
         weights: the (validated) `weights` argument.
-        manifest: the architecture's `MANIFEST`.
+        manifest: the architecture's weights manifest.
+        key_map: the architecture's reference key map, for a reference
+            checkpoint.
         include_top: whether `model` has its classifier.
         build_full_model: a callable returning the same model with its
             1000-class classifier and random weights; used when `model` is
@@ -219,13 +222,72 @@ def load_builder_weights(
     if weights == "imagenet":
         target.load_weights(imagenet_weights_path(manifest))
     else:
-        from keras_slimmable.convert.reference import load_reference_checkpoint
+        from keras_slimmable.convert import reference
 
-        load_reference_checkpoint(
-            target, weights, architecture=manifest["architecture"]
+        reference.load_reference_checkpoint(
+            target,
+            weights,
+            key_map=key_map,
+            architecture=manifest["architecture"],
         )
     if target is not model:
         copy_layer_weights(target, model)
+
+
+def load_reference_checkpoint(model, path, architecture=None):
+    """Loads a reference PyTorch checkpoint into a zoo model.
+
+    The zoo's front to `keras_slimmable.convert.reference.
+    load_reference_checkpoint`, which takes the key map itself: here the
+    key map is the registered architecture's, found by name. The
+    checkpoint is read without PyTorch and without running any code from
+    the file; whatever fails, the model is left as it was.
+
+    Args:
+        model: a model built by a zoo builder (with the widths and classes
+            of the checkpoint).
+        path: the checkpoint file (`.pt`, `.pth`, `.pth.tar`, ...), or a
+            state dict already read: a mapping from reference keys (with
+            or without `module.`) to NumPy arrays in PyTorch layout.
+        architecture: the zoo architecture whose key map to use, such as
+            `"s_mobilenet_v1"` (`keras_slimmable.zoo.list_models()`).
+            Defaults to `model.name`.
+
+    Raises:
+        ValueError: an architecture without a key map, and every error of
+            `keras_slimmable.convert.reference.load_reference_checkpoint`
+            (a checkpoint that does not fit, is damaged or unsafe).
+
+    Example:
+
+    ```python
+    model = keras_slimmable.zoo.s_mobilenet_v1()
+    keras_slimmable.load_reference_checkpoint(
+        model, "s_mobilenet_v1_0.25_0.5_0.75_1.0.pt"
+    )
+    ```
+    """
+    from keras_slimmable.convert import reference
+    from keras_slimmable.zoo import registry
+
+    architecture = model.name if architecture is None else architecture
+    known = [
+        name
+        for name in registry.list_models()
+        if registry.get_architecture(name).key_map is not None
+    ]
+    if architecture not in known:
+        raise ValueError(
+            f"No key map for architecture {architecture!r}. Available: "
+            f"{known}. Pass `architecture=` when the model has another "
+            "name."
+        )
+    reference.load_reference_checkpoint(
+        model,
+        path,
+        key_map=registry.get_architecture(architecture).key_map,
+        architecture=architecture,
+    )
 
 
 __all__ = [
@@ -235,5 +297,6 @@ __all__ = [
     "file_sha256",
     "imagenet_weights_path",
     "load_builder_weights",
+    "load_reference_checkpoint",
     "weights_file_name",
 ]

@@ -1,5 +1,10 @@
 """Tests of `load_reference_checkpoint`, the key-map contract and the CLI.
 
+Most tests load through the zoo's front
+(`keras_slimmable.zoo.load_reference_checkpoint`, which finds the key map
+by the model's name); the key-map contract itself goes through
+`keras_slimmable.convert.reference`, which knows no architecture.
+
 Golden numbers come from the reference fixtures in the `shared` folder
 beside the repository (the logits the reference PyTorch code computed).
 """
@@ -16,11 +21,11 @@ import pytest
 from keras_slimmable import SlimmableGroupedConv2D
 from keras_slimmable import SlimmableModel
 from keras_slimmable import SwitchableBatchNormalization
-from keras_slimmable import load_reference_checkpoint
-from keras_slimmable.convert.key_maps import KEY_MAPS
+from keras_slimmable.convert import reference
 from keras_slimmable.convert.reference import CheckpointMismatchError
 from keras_slimmable.convert.torch_checkpoint import CheckpointFormatError
 from keras_slimmable.convert.torch_checkpoint import load_state_dict
+from keras_slimmable.zoo import load_reference_checkpoint
 from keras_slimmable.zoo import s_mobilenet_v1
 
 
@@ -354,7 +359,7 @@ def test_unknown_architecture_names_the_known_ones(small_v1):
         load_reference_checkpoint(renamed, {})
 
 
-def test_a_layer_made_of_several_reference_modules(monkeypatch):
+def test_a_layer_made_of_several_reference_modules():
     """The key-map contract for a list of prefixes (ShuffleNet's groups):
     the modules' tensors are concatenated on the output channels."""
     groups, widths = 3, (0.5, 1.0)
@@ -379,8 +384,7 @@ def test_a_layer_made_of_several_reference_modules(monkeypatch):
         "group_conv": [f"g{k}.conv" for k in range(groups)],
         "norm": [f"g{k}.bn" for k in range(groups)],
     }
-    monkeypatch.setitem(KEY_MAPS, "grouped_test", lambda model: key_map)
-    load_reference_checkpoint(model, state, architecture="grouped_test")
+    reference.load_reference_checkpoint(model, state, key_map=key_map)
 
     x = rng.normal(size=(2, 4, 4, 6)).astype("float32")
     for i, per_group in enumerate((2, 4)):
@@ -401,10 +405,23 @@ def test_a_layer_made_of_several_reference_modules(monkeypatch):
     wrong = dict(state)
     wrong["g1.conv.weight"] = np.zeros((5, 2, 1, 1))
     with pytest.raises(CheckpointMismatchError) as info:
-        load_reference_checkpoint(model, wrong, architecture="grouped_test")
+        reference.load_reference_checkpoint(
+            model, wrong, lambda model: key_map, architecture="grouped_test"
+        )
     assert "g1.conv.weight: expected (4, 2, 1, 1), found (5, 2, 1, 1)" in str(
         info.value
     )
+    assert "architecture 'grouped_test'" in str(info.value)
+
+
+@pytest.mark.parametrize("key_map", [None, "s_mobilenet_v1", 3])
+def test_the_library_loader_needs_a_key_map(small_v1, key_map):
+    before = _weights(small_v1)
+    with pytest.raises(ValueError, match="`key_map` must be") as info:
+        reference.load_reference_checkpoint(small_v1, {}, key_map)
+    assert f"Received: key_map={key_map!r}" in str(info.value)
+    assert "keras_slimmable.load_reference_checkpoint" in str(info.value)
+    _assert_bitwise_equal(before, _weights(small_v1))
 
 
 @needs_fixtures
@@ -471,7 +488,7 @@ def test_convert_cli_then_imagenet_weights(tmp_path, monkeypatch):
 def test_cli_requires_one_checkpoint():
     from absl import app
 
-    from keras_slimmable.convert import __main__ as cli
+    from keras_slimmable.zoo import convert as cli
 
     with pytest.raises(app.UsageError, match="exactly one checkpoint"):
         cli.main(["convert"])
@@ -481,7 +498,7 @@ def test_cli_requires_one_checkpoint():
 
 @needs_fixtures
 def test_convert_output_argument(tmp_path):
-    from keras_slimmable.convert.__main__ import convert
+    from keras_slimmable.zoo.convert import convert
 
     with pytest.raises(ValueError, match="--output"):
         convert("s_mobilenet_v1", OFFICIAL / "s_mobilenet_v1.pt", "x.h5")
@@ -504,6 +521,20 @@ def test_convert_output_argument(tmp_path):
     )
 
 
+def test_convert_refuses_a_model_without_a_key_map(monkeypatch, tmp_path):
+    from keras_slimmable.zoo import registry
+    from keras_slimmable.zoo.convert import convert
+
+    registry.list_models()  # every architecture registered first
+    architecture = registry.Architecture("plain_test", s_mobilenet_v1)
+    monkeypatch.setitem(registry._ARCHITECTURES, "plain_test", architecture)
+    with pytest.raises(ValueError, match="'plain_test' has no reference key"):
+        convert("plain_test", __file__, output=str(tmp_path))
+    with pytest.raises(ValueError, match="Unknown zoo model 'lenet'"):
+        convert("lenet", __file__, output=str(tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
 def _run_cli(*arguments, timeout=300):
     environment = dict(os.environ)
     environment.pop("TF_CPP_MIN_LOG_LEVEL", None)
@@ -516,17 +547,21 @@ def _run_cli(*arguments, timeout=300):
     )
 
 
-def test_cli_help_does_not_import_tensorflow():
-    result = _run_cli(
-        "-X", "importtime", "-m", "keras_slimmable.convert", "--help"
-    )
+@pytest.mark.parametrize(
+    "module", ["keras_slimmable.convert", "keras_slimmable.zoo.convert"]
+)
+def test_cli_help_does_not_import_tensorflow(module):
+    # `python -m keras_slimmable.convert` is the entry point of the command
+    # whose code lives beside the zoo.
+    result = _run_cli("-X", "importtime", "-m", module, "--help")
     assert "--model" in result.stdout and "--output" in result.stdout
+    assert "Converts a reference slimmable checkpoint" in result.stdout
     imported = [
         line.rsplit("|", 1)[-1].strip()
         for line in result.stderr.splitlines()
         if line.startswith("import time:")
     ]
-    assert "keras_slimmable.convert" in imported
+    assert "keras_slimmable.zoo" in imported
     heavy = [
         name
         for name in imported
@@ -548,6 +583,7 @@ from keras_slimmable.convert import CheckpointFormatError
 from keras_slimmable.convert import load_reference_checkpoint
 from keras_slimmable.convert import reference
 assert load_reference_checkpoint is reference.load_reference_checkpoint
+assert "keras_slimmable.zoo" not in sys.modules
 assert issubclass(CheckpointFormatError, ValueError)
 try:
     convert.no_such_name
@@ -563,16 +599,17 @@ print("ok")
 
 
 @pytest.mark.slow
-def test_cli_unknown_model_is_one_message():
-    result = _run_cli(
-        "-m", "keras_slimmable.convert", "--model", "lenet", __file__
-    )
+@pytest.mark.parametrize(
+    "module", ["keras_slimmable.convert", "keras_slimmable.zoo.convert"]
+)
+def test_cli_unknown_model_is_one_message(module):
+    result = _run_cli("-m", module, "--model", "lenet", __file__)
     assert result.returncode == 2, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "cuInit" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith(
-        "python -m keras_slimmable.convert: error: Unknown zoo model 'lenet'"
+        f"python -m {module}: error: Unknown zoo model 'lenet'"
     )
     assert "s_mobilenet_v1" in lines[0]
     assert len(lines) == 2, result.stderr

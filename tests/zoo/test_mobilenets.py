@@ -15,8 +15,8 @@ from keras_slimmable import SlimmableConv2D
 from keras_slimmable import SlimmableDepthwiseConv2D
 from keras_slimmable import SlimmableModel
 from keras_slimmable import SwitchableBatchNormalization
-from keras_slimmable import load_reference_checkpoint
 from keras_slimmable import zoo
+from keras_slimmable.zoo import load_reference_checkpoint
 from keras_slimmable.zoo import s_mobilenet_v1
 from keras_slimmable.zoo import s_mobilenet_v2
 from keras_slimmable.zoo.weights import WeightsNotFoundError

@@ -9,6 +9,7 @@ it is registered. The models are built at the minimum size, 32 pixels.
 
 import inspect
 import re
+import sys
 
 import keras
 import numpy as np
@@ -138,8 +139,65 @@ def test_an_input_tensor_below_32_pixels_is_rejected(name):
     ],
 )
 def test_builders_document_every_argument(builder):
-    # Shared paragraphs come from zoo.common.SHARED_ARGUMENTS_DOC.
+    # Shared paragraphs come from zoo.common's MODEL_ARGUMENTS_DOC and
+    # KERAS_APPLICATIONS_ARGUMENTS_DOC.
     doc = builder.__doc__
-    assert "{shared_arguments}" not in doc
-    for parameter in inspect.signature(builder).parameters:
-        assert f"\n        {parameter}: " in doc, parameter
+    assert "{model_arguments}" not in doc
+    assert "{keras_applications_arguments}" not in doc
+    documented = re.findall(r"^        (\w+): ", doc, re.MULTILINE)
+    assert documented == list(inspect.signature(builder).parameters)
+
+
+@pytest.mark.parametrize("name", zoo.list_models())
+def test_an_architecture_is_declared_in_one_place(name):
+    """The record of each model: its builder, key map, weights manifest and
+    recipes come from the builder's own module."""
+    from keras_slimmable import recipes
+
+    architecture = zoo.get_architecture(name)
+    assert architecture.name == name
+    assert zoo.create_model is zoo.registry.create_model
+    assert getattr(zoo, name) is architecture.builder
+    module = sys.modules[architecture.builder.__module__]
+    assert architecture.widths == module.DEFAULT_WIDTHS
+    assert architecture.key_map is module.key_map
+    assert architecture.weights in (None, module.MANIFEST)
+    if architecture.weights is not None:
+        assert architecture.weights["architecture"] == name
+    for dataset, table in (
+        ("imagenet", recipes.RECIPES),
+        ("cifar10", recipes.CIFAR10_RECIPES),
+    ):
+        if dataset in architecture.recipes:
+            assert table[name] is architecture.recipes[dataset]
+            assert recipes.get_recipe(name, dataset) is table[name]
+        else:
+            assert name not in table
+
+
+def test_the_registry_refuses_duplicates_and_unknown_names():
+    existing = zoo.get_architecture("s_mobilenet_v1")
+    with pytest.raises(ValueError, match="'s_mobilenet_v1' already exists"):
+        zoo.registry.register(existing)
+    with pytest.raises(ValueError, match="takes an `Architecture`"):
+        zoo.registry.register(zoo.s_mobilenet_v1)
+    with pytest.raises(ValueError, match="Unknown zoo model 'lenet'"):
+        zoo.get_architecture("lenet")
+    assert zoo.list_models().count("s_mobilenet_v1") == 1
+
+
+def test_the_reference_weights_and_recipes_are_the_published_ones():
+    # Numbers from the reference repository's model zoo table and its
+    # apps/*_train_val.yml, written out here independently of the zoo.
+    expected_errors = {
+        "s_mobilenet_v1": {1.0: 28.5, 0.75: 30.5, 0.5: 35.2, 0.25: 46.9},
+        "s_mobilenet_v2": {1.0: 29.5, 0.75: 31.1, 0.5: 35.6, 0.35: 40.3},
+        "s_resnet50": {1.0: 24.0, 0.75: 25.1, 0.5: 27.9, 0.25: 35.0},
+        "s_shufflenet": {2.0: 28.6, 1.0: 34.5, 0.5: 42.8},
+    }
+    with_weights = {
+        name: zoo.get_architecture(name).weights["top1_error"]
+        for name in zoo.list_models()
+        if zoo.get_architecture(name).weights is not None
+    }
+    assert with_weights == expected_errors

@@ -49,7 +49,7 @@ def test_reference_fixture_logits_at_every_width():
     reference = FIXTURES / "s_resnet50_reference.npz"
     if not checkpoint.exists() or not reference.exists():
         pytest.skip(f"reference fixtures not found in {FIXTURES}")
-    from keras_slimmable.convert.reference import load_reference_checkpoint
+    from keras_slimmable.zoo import load_reference_checkpoint
 
     expected = np.load(reference)
     model = zoo.s_resnet50()
@@ -147,14 +147,14 @@ def test_deeper_resnets_build(builder, depth, expected):
     assert block_counts(model) == expected
     assert "s_resnet" + str(depth) in zoo.list_models()
     # Its checkpoint keys: one `features.<n>` per block after the stem.
-    from keras_slimmable.convert.key_maps.s_resnet import key_map
+    from keras_slimmable.zoo.resnet import key_map
 
     mapping = key_map(model)
     assert mapping["stage4_block3_conv3"] == f"features.{sum(expected)}.body.6"
 
 
 def test_key_map_layout(small_model):
-    from keras_slimmable.convert.key_maps.s_resnet import key_map
+    from keras_slimmable.zoo.resnet import key_map
 
     mapping = key_map(small_model)
     weighted = {layer.name for layer in small_model.layers if layer.weights}

@@ -47,7 +47,7 @@ def test_reference_fixture_logits_at_every_width():
     reference = FIXTURES / "s_shufflenet_reference.npz"
     if not checkpoint.exists() or not reference.exists():
         pytest.skip(f"reference fixtures not found in {FIXTURES}")
-    from keras_slimmable.convert.reference import load_reference_checkpoint
+    from keras_slimmable.zoo import load_reference_checkpoint
 
     expected = np.load(reference)
     model = zoo.s_shufflenet()
@@ -121,7 +121,7 @@ def test_channel_counts(small_model):
 
 
 def test_key_map_layout(small_model):
-    from keras_slimmable.convert.key_maps.s_shufflenet import key_map
+    from keras_slimmable.zoo.shufflenet import key_map
 
     mapping = key_map(small_model)
     weighted = {layer.name for layer in small_model.layers if layer.weights}
