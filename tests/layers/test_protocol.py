@@ -154,3 +154,34 @@ def test_the_protocol_defaults_name_the_missing_method():
     assert layer.decayed_kernels() == []
     assert layer.checkpoint_weights() == []
     assert layer.channel_config() == {}
+
+
+def test_a_new_layer_type_loads_reference_checkpoints():
+    from keras_slimmable.convert.reference import load_reference_checkpoint
+
+    model = _model()
+    rng = np.random.default_rng(3)
+    # PyTorch layouts: conv (O, I, kh, kw), depthwise (C, 1, kh, kw),
+    # dense (O, I).
+    state = {
+        "features.0.weight": rng.normal(size=(8, 3, 3, 3)),
+        "features.0.bias": rng.normal(size=(8,)),
+        "features.1.weight": rng.normal(size=(8, 1, 1, 1)),
+        "classifier.weight": rng.normal(size=(5, 8)),
+        "classifier.bias": rng.normal(size=(5,)),
+    }
+    state = {k: v.astype("float32") for k, v in state.items()}
+    key_map = {
+        "conv": "features.0",
+        "scale": "features.1",
+        "head": "classifier",
+    }
+    load_reference_checkpoint(model, state, key_map=key_map)
+    scale = keras.ops.convert_to_numpy(model.get_layer("scale").kernel)
+    np.testing.assert_array_equal(
+        scale[0, 0, :, 0], state["features.1.weight"][:, 0, 0, 0]
+    )
+    conv = keras.ops.convert_to_numpy(model.get_layer("conv").kernel)
+    np.testing.assert_array_equal(
+        conv, state["features.0.weight"].transpose(2, 3, 1, 0)
+    )
