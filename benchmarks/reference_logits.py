@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from keras_slimmable import zoo  # noqa: E402
-from keras_slimmable.convert import load_reference_checkpoint  # noqa: E402
+from keras_slimmable.zoo import load_reference_checkpoint  # noqa: E402
 
 FIXTURES = (
     pathlib.Path(__file__).resolve().parents[2] / "shared" / "fixtures"

@@ -28,7 +28,7 @@ _EXPORTS = {
     "layers": "keras_slimmable.layers",
     "recipes": "keras_slimmable.recipes",
     "zoo": "keras_slimmable.zoo",
-    "load_reference_checkpoint": "keras_slimmable.convert.reference",
+    "load_reference_checkpoint": "keras_slimmable.zoo",
     "ScaledChannels": "keras_slimmable.layers",
     "SlimmableConv2D": "keras_slimmable.layers",
     "SlimmableDense": "keras_slimmable.layers",

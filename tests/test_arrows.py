@@ -123,3 +123,11 @@ print(zoo.s_mobilenet_v1 is zoo.get_architecture("s_mobilenet_v1").builder)
     assert lines[-3] == "False False"
     assert "s_mobilenet_v1" in lines[-2] and "s_resnet50" in lines[-2]
     assert lines[-1] == "True"
+
+
+def test_the_package_loads_reference_checkpoints_by_architecture_name():
+    import keras_slimmable as ks
+
+    # The top-level name finds a zoo model's key map by its name; the
+    # convert module's needs the key map.
+    assert ks.load_reference_checkpoint is ks.zoo.load_reference_checkpoint

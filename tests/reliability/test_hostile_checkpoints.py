@@ -303,10 +303,8 @@ def tiny_model():
 
 
 @pytest.fixture
-def tiny_key_map(monkeypatch):
-    from keras_slimmable.convert.key_maps import KEY_MAPS
-
-    monkeypatch.setitem(KEY_MAPS, "tiny", lambda model: {"dense": "fc"})
+def tiny_key_map():
+    return {"dense": "fc"}
 
 
 def test_a_bomb_of_the_wrong_shape_is_refused_before_reading(
@@ -331,7 +329,7 @@ def test_a_bomb_of_the_wrong_shape_is_refused_before_reading(
     tracemalloc.start()
     try:
         with pytest.raises(CheckpointMismatchError) as info:
-            load_reference_checkpoint(tiny_model, path, architecture="tiny")
+            load_reference_checkpoint(tiny_model, path, tiny_key_map)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -367,7 +365,7 @@ def test_an_int64_weight_in_a_file_is_refused_before_reading(
     before = [np.array(v) for v in tiny_model.weights]
 
     with pytest.raises(CheckpointMismatchError, match="fc.weight: int64"):
-        load_reference_checkpoint(tiny_model, path, architecture="tiny")
+        load_reference_checkpoint(tiny_model, path, tiny_key_map)
     assert reads == []
     for a, b in zip(before, tiny_model.weights):
         np.testing.assert_array_equal(a, np.array(b))
