@@ -75,9 +75,7 @@ def _free_port():
 
 def _environment(backend):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(ROOT), env.get("PYTHONPATH", "")]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     return env
 
 
@@ -127,8 +125,8 @@ def test_two_processes_end_with_the_weights_of_one(tmp_path):
         with np.load(tmp_path / f"{name}.npz") as values:
             results[name] = {key: values[key] for key in values.files}
     first, second, one = (results[name] for name in runs)
-    assert int(first["processes"]) == int(second["processes"]) == 2
-    assert int(one["processes"]) == 1
+    assert int(first.pop("processes")) == int(second.pop("processes")) == 2
+    assert int(one.pop("processes")) == 1
     assert set(first) == set(second) == set(one)
     # Every weight (every width's batch-norm statistics included) and the
     # optimizer's state, which counted 4 steps.
@@ -207,9 +205,7 @@ def test_a_strategy_keras_3_cannot_run_stops_before_training(
         f"--strategy={strategy}",
     )
     assert result.returncode == 2, result.stderr[-3000:]
-    errors = [
-        line for line in result.stderr.splitlines() if "error:" in line
-    ]
+    errors = [line for line in result.stderr.splitlines() if "error:" in line]
     assert len(errors) == 1, result.stderr
     assert errors[0].startswith("python examples/train.py: error: ")
     assert expected in errors[0]
@@ -217,3 +213,57 @@ def test_a_strategy_keras_3_cannot_run_stops_before_training(
     # Before anything: no model, no data read (the folder does not exist),
     # no folder made.
     assert not model_dir.exists()
+
+
+# A failure in the middle of a JAX `fit`: the values from before it were
+# donated to its first compiled step (deleted), and restoring them left
+# every variable deleted. Found by `predict` failing after its steps in
+# two processes; the same held in one.
+FAILING_FIT = textwrap.dedent(
+    """
+    import sys
+
+    import keras
+    import numpy as np
+
+    sys.path.insert(0, "tests/backends")
+    from test_training import LOSS, build_model, data
+
+    model = build_model()
+    model.compile(keras.optimizers.SGD(0.1), LOSS)
+    x, y = data(16)
+
+
+    def batches():
+        yield x[:8], y[:8]
+        yield x[8:], y[8:]
+        yield x[:8], np.zeros((8, 3, 5))  # a bad batch at the third step
+
+
+    try:
+        model.fit(batches(), epochs=1, verbose=0)
+    except ValueError as error:
+        print("fit failed:", str(error)[:40])
+    trained = keras.ops.convert_to_numpy(model(x, width=0.5))
+    assert int(model.optimizer.iterations.numpy()) == 2
+    # The two steps done are kept, and training goes on.
+    model.fit(x, y, batch_size=8, verbose=0)
+    assert int(model.optimizer.iterations.numpy()) == 4
+    print("usable:", trained.shape)
+    """
+)
+
+
+def test_a_fit_failing_after_its_first_step_leaves_the_model_usable():
+    pytest.importorskip("jax")
+    result = subprocess.run(
+        [sys.executable, "-c", FAILING_FIT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=_environment("jax"),
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "fit failed: Arguments `target` and `output`" in result.stdout
+    assert "usable: (16, 4)" in result.stdout
