@@ -54,9 +54,22 @@ complete version; the backup keeps the previous state too
 latest one is damaged.
 
 `--batch_size` is the global batch, split over the replicas of
-`--strategy`: `mirrored` (the GPUs of this machine, or `--devices`),
-`multi_worker` (several machines, configured by `TF_CONFIG`) or `tpu`
-(`--tpu`). The model is built and compiled under the strategy's scope.
+`--strategy`. With TensorFlow (`KERAS_BACKEND=tensorflow`, the default):
+`mirrored` (the GPUs of this machine, or `--devices`) or `tpu` (`--tpu`).
+Several processes or machines: `jax_data_parallel`, Keras's
+`DataParallel` on JAX (`KERAS_BACKEND=jax`), the same command on every
+process with `--coordinator_address=<host:port of process 0>`,
+`--num_processes` and `--process_id` (or Keras's
+`KERAS_DISTRIBUTION_*` variables); each process reads its share of every
+global batch, and all end with the same weights (docs/multi_host.md):
+
+    KERAS_BACKEND=jax python examples/train.py --flagfile=... \
+        --strategy=jax_data_parallel --coordinator_address=10.0.0.1:1234 \
+        --num_processes=2 --process_id=0   # 1 on the other machine
+
+`multi_worker` (TensorFlow's `MultiWorkerMirroredStrategy`) stops before
+training: Keras 3 does not support it (keras-team/keras#20585). The model
+is built and compiled under the strategy's scope.
 """
 
 import glob
@@ -209,8 +222,30 @@ flags.DEFINE_integer(
 flags.DEFINE_enum(
     "strategy",
     "default",
-    ["default", "mirrored", "multi_worker", "tpu"],
-    "tf.distribute strategy.",
+    ["default", "mirrored", "tpu", "jax_data_parallel", "multi_worker"],
+    "default: one device. TensorFlow backend: mirrored (this machine's "
+    "GPUs) or tpu. JAX backend: jax_data_parallel (Keras's DataParallel, "
+    "across processes and machines: --coordinator_address, "
+    "--num_processes, --process_id). multi_worker is not supported by "
+    "Keras 3 (keras-team/keras#20585): use jax_data_parallel.",
+)
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "--strategy=jax_data_parallel: host:port of process 0, which every "
+    "process connects to (default: KERAS_DISTRIBUTION_JOB_ADDRESSES).",
+)
+flags.DEFINE_integer(
+    "num_processes",
+    None,
+    "--strategy=jax_data_parallel: how many processes train together "
+    "(default: KERAS_DISTRIBUTION_NUM_PROCESSES; 1 or unset: this one).",
+)
+flags.DEFINE_integer(
+    "process_id",
+    None,
+    "--strategy=jax_data_parallel: this process's index, 0 to "
+    "num_processes - 1 (default: KERAS_DISTRIBUTION_PROCESS_ID).",
 )
 flags.DEFINE_list(
     "devices",
@@ -404,14 +439,72 @@ def resolve_widths():
 # Strategy ----------------------------------------------------------------
 
 
+# The strategies each Keras backend can run.
+_BACKEND_STRATEGIES = {
+    "tensorflow": ("default", "mirrored", "tpu"),
+    "jax": ("default", "jax_data_parallel"),
+    "torch": ("default",),
+}
+_MULTI_HOST_PATH = (
+    "to train on several processes or machines, run with KERAS_BACKEND=jax "
+    "and --strategy=jax_data_parallel (Keras's DataParallel; "
+    "docs/multi_host.md)"
+)
+
+
+def check_strategy():
+    """Stops, before anything is built, on a `--strategy` this Keras and
+    backend cannot train with, saying why and what works."""
+    import keras
+
+    strategy = FLAGS.strategy
+    if strategy == "multi_worker":
+        raise CommandLineError(
+            "--strategy=multi_worker cannot train: Keras 3 does not support "
+            "TensorFlow's MultiWorkerMirroredStrategy (its first step fails, "
+            f"keras-team/keras#20585); {_MULTI_HOST_PATH}."
+        )
+    backend = keras.backend.backend()
+    if strategy not in _BACKEND_STRATEGIES.get(backend, ("default",)):
+        needs = next(
+            name
+            for name, strategies in _BACKEND_STRATEGIES.items()
+            if strategy in strategies
+        )
+        raise CommandLineError(
+            f"--strategy={strategy} needs KERAS_BACKEND={needs}. Received: "
+            f"KERAS_BACKEND={backend}"
+            + ("" if needs == "jax" else f"; {_MULTI_HOST_PATH}")
+            + "."
+        )
+    process_flags = [
+        f"--{name}"
+        for name in ("coordinator_address", "num_processes", "process_id")
+        if FLAGS[name].value is not None
+    ]
+    if process_flags and strategy != "jax_data_parallel":
+        raise CommandLineError(
+            f"{', '.join(process_flags)} are for "
+            f"--strategy=jax_data_parallel. Received: --strategy={strategy}"
+        )
+
+
 def make_strategy():
-    """The `tf.distribute` strategy of `--strategy`."""
+    """The strategy of `--strategy`: a `tf.distribute` strategy, or for
+    `jax_data_parallel` Keras's `DataParallel` distribution (which joins
+    the processes)."""
+    if FLAGS.strategy == "jax_data_parallel":
+        from keras_slimmable import distribute
+
+        return distribute.data_parallel(
+            coordinator_address=FLAGS.coordinator_address,
+            num_processes=FLAGS.num_processes,
+            process_id=FLAGS.process_id,
+        )
     import tensorflow as tf
 
     if FLAGS.strategy == "mirrored":
         return tf.distribute.MirroredStrategy(devices=FLAGS.devices)
-    if FLAGS.strategy == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
     if FLAGS.strategy == "tpu":
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver(
             tpu=FLAGS.tpu
@@ -422,8 +515,22 @@ def make_strategy():
     return tf.distribute.get_strategy()
 
 
+def replicas_of(strategy):
+    """How many replicas the global batch is split over."""
+    if FLAGS.strategy == "jax_data_parallel":
+        return strategy.num_model_replicas
+    return strategy.num_replicas_in_sync
+
+
 def task_of(strategy):
     """`(task_type, task_id, is_chief)` of this process in a cluster."""
+    if FLAGS.strategy == "jax_data_parallel":
+        from keras_slimmable import distribute
+
+        index = distribute.process_index()
+        if distribute.process_count() == 1:
+            return None, None, True
+        return "process", index, index == 0
     resolver = getattr(strategy, "cluster_resolver", None)
     cluster = resolver.cluster_spec().as_dict() if resolver else {}
     if not cluster or FLAGS.strategy == "tpu":
@@ -433,6 +540,44 @@ def task_of(strategy):
         task_type == "worker" and task_id == 0 and "chief" not in cluster
     )
     return task_type, task_id, is_chief
+
+
+def _seed_of_process_0(seed, backup):
+    """Process 0's seed, on every process (recorded in each backup): the
+    processes must start from the same weights and read the global
+    batches in the same order, each taking its share."""
+    from keras_slimmable import distribute
+
+    agreed = distribute.from_first_process(seed)
+    if backup is not None and agreed != seed:
+        backup.seed(agreed)
+    return agreed
+
+
+def _whole_batches(validation, batch_size):
+    """The validation data in whole global batches only.
+
+    Under `jax_data_parallel` each process takes its share of every
+    batch: a short last batch left one process without data, waiting for
+    the others forever. Up to `batch_size - 1` examples go unmeasured.
+    """
+    if FLAGS.strategy != "jax_data_parallel":
+        return validation
+    return validation.rebatch(batch_size, drop_remainder=True)
+
+
+def _check_same_step(step):
+    """Stops if the processes resumed from backups of different steps."""
+    from keras_slimmable import distribute
+
+    steps = distribute.every_process(step)
+    if len(set(steps)) > 1:
+        raise CommandLineError(
+            "The processes' backups are at different steps (by process: "
+            f"{steps}): resume them from the same one, e.g. by copying "
+            "process 0's backup/ into the others' "
+            "<model_dir>/workers/process_<id>/."
+        )
 
 
 # Data --------------------------------------------------------------------
@@ -998,6 +1143,7 @@ def train(extra_callbacks=()):
     Args:
         extra_callbacks: more Keras callbacks, called after the others.
     """
+    check_strategy()
     if FLAGS.model is None:
         raise CommandLineError("--model is required (or a --flagfile).")
     recipe = resolve_recipe()
@@ -1039,10 +1185,14 @@ def train(extra_callbacks=()):
     else:
         logging.warning("No --model_dir: no checkpoints, no resumption.")
         seed = FLAGS.seed if FLAGS.seed is not None else random.randrange(2**31)
+    if FLAGS.strategy == "jax_data_parallel":
+        seed = _seed_of_process_0(seed, backup)
     keras.utils.set_random_seed(seed)
     epoch_data, validation, class_names, steps_per_epoch = load_data(
         recipe, seed
     )
+    if validation is not None and replicas_of(strategy) > 1:
+        validation = _whole_batches(validation, recipe["batch_size"])
 
     callbacks = []
     initial_step = 0
@@ -1053,13 +1203,15 @@ def train(extra_callbacks=()):
                 model, root, validation is not None, backup, steps_per_epoch
             )
             initial_step = backup.restore(model)
+    if FLAGS.strategy == "jax_data_parallel":
+        _check_same_step(initial_step)
 
     epochs = recipe["epochs"]
     total = epochs * steps_per_epoch
     if chief:
         print(
             f"{FLAGS.model} at widths {model.widths}, {len(class_names)} "
-            f"classes, {strategy.num_replicas_in_sync} replica(s), global "
+            f"classes, {replicas_of(strategy)} replica(s), global "
             f"batch {recipe['batch_size']}, {steps_per_epoch} steps per "
             f"epoch, {epochs} epochs, seed {seed}."
         )

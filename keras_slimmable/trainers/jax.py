@@ -6,6 +6,12 @@ Here that step runs every width from the widest to the narrowest: a
 `jax.value_and_grad` of a stateless forward at that width, its loss and its
 batch-norm updates (which the next width's forward starts from), the
 gradients summed, then one `optimizer.stateless_apply`.
+
+Under a `keras.distribution` (`keras_slimmable.distribute`), Keras's own
+machinery compiles that step with the variables' shardings and feeds it
+global batches sharded over the batch axis: the step is written for the
+global batch, and XLA reduces the gradients and batch-norm statistics
+across devices and processes.
 """
 
 import jax
@@ -24,7 +30,11 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
     # the model's variables while they run and put them back at the end;
     # an error in between (a broken loss, a bad batch) left every variable
     # empty and the model unusable. JAX arrays are immutable, so keeping
-    # references to the values before is free, and restores them exactly.
+    # references to the values before is free. A variable left empty gets
+    # its value from before back; one Keras has put back keeps that (its
+    # value after the last completed step): the values from before were
+    # donated to the first compiled step and are gone (and restoring them
+    # made the model unusable after an error at any later step).
 
     def _keeping_state(self, method, *args, **kwargs):
         variables = list(self.variables)
@@ -35,7 +45,13 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             return method(*args, **kwargs)
         except BaseException:
             for variable, value in zip(variables, values):
-                variable.assign(value)
+                # `_value` is what Keras's JAX trainer empties (`None`);
+                # `.value` would make up a placeholder for it.
+                current = variable._value
+                if current is None or (
+                    isinstance(current, jax.Array) and current.is_deleted()
+                ):
+                    variable.assign(value)
             raise
 
     def fit(self, *args, **kwargs):
@@ -46,6 +62,25 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
 
     def predict(self, *args, **kwargs):
         return self._keeping_state(super().predict, *args, **kwargs)
+
+    def predict_step(self, state, data):
+        outputs, non_trainable_variables = super().predict_step(state, data)
+        distribution = keras.distribution.distribution()
+        if distribution is not None and jax.process_count() > 1:
+            # Each process holds only its share of a batch-sharded output,
+            # which Keras's `predict` cannot fetch (nor concatenate): every
+            # process gets the whole batch's, as from one process.
+            replicated = jax.sharding.NamedSharding(
+                distribution.device_mesh.backend_mesh,
+                jax.sharding.PartitionSpec(),
+            )
+            outputs = jax.tree_util.tree_map(
+                lambda output: jax.lax.with_sharding_constraint(
+                    output, replicated
+                ),
+                outputs,
+            )
+        return outputs, non_trainable_variables
 
     def _is_tracing(self, inputs):
         return any(
