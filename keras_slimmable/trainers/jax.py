@@ -17,7 +17,6 @@ across devices and processes.
 import jax
 import keras
 import numpy as np
-from keras.src import backend as keras_backend
 
 from keras_slimmable.trainers.base import SlimmableTrainerBase
 from keras_slimmable.trainers.base import _batch_size
@@ -167,7 +166,7 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
         mapping += list(
             zip(self.non_trainable_variables, non_trainable_variables)
         )
-        with keras_backend.StatelessScope(state_mapping=mapping):
+        with keras.StatelessScope(state_mapping=mapping):
             if forward_losses:
                 self._losses_override = forward_losses
             try:
@@ -186,14 +185,14 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             optimizer_mapping = list(
                 zip(self.optimizer.variables, optimizer_variables)
             )
-            with keras_backend.StatelessScope(state_mapping=optimizer_mapping):
+            with keras.StatelessScope(state_mapping=optimizer_mapping):
                 scaled = self.optimizer.scale_loss(scaled)
         return scaled, (losses, y_pred, non_trainable_variables)
 
     def _stateless_record(self, metrics_variables, record):
         """Runs `record()` (metric updates) on `metrics_variables`' values."""
         mapping = list(zip(self.metrics_variables, metrics_variables))
-        with keras_backend.StatelessScope(state_mapping=mapping) as scope:
+        with keras.StatelessScope(state_mapping=mapping) as scope:
             logs = record()
         updated = []
         for variable in self.metrics_variables:
@@ -270,7 +269,7 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             zip(self.non_trainable_variables, non_trainable_variables)
         )
         mapping += list(zip(self.metrics_variables, metrics_variables))
-        with keras_backend.StatelessScope(state_mapping=mapping) as scope:
+        with keras.StatelessScope(state_mapping=mapping) as scope:
             logs = self._evaluate_widths(x, y, sample_weight)
         updated = []
         for variable in self.metrics_variables:
