@@ -129,6 +129,8 @@ def test_inputs_struct_is_the_structure_the_model_was_built_with():
     assert model._inputs_struct["a"] is first
     packed = keras.tree.pack_sequence_as(model._inputs_struct, model.inputs)
     assert packed == {"a": first, "b": second}
+    # (The public `Model.input` holds the same structure today.)
+    assert model.input == model._inputs_struct
 
 
 # materialize.py (`_rebuild`) and profiling.py (`layer_calls`):
@@ -158,6 +160,16 @@ def test_run_through_graph_calls_operation_fn_once_per_call_in_order():
     result = model._run_through_graph(new_inputs, operation_fn=operation_fn)
     assert visited == ["shared", "shared", "head"]
     assert tuple(result.shape) == (5, 2)
+
+    # A nested functional model is one operation (the package walks into
+    # it itself, recognising it by this method).
+    nested = _small_functional()
+    outer_inputs = keras.Input((4,))
+    outer = keras.Model(outer_inputs, nested(outer_inputs))
+    assert hasattr(nested, "_run_through_graph")
+    visited.clear()
+    outer._run_through_graph(new_inputs, operation_fn=operation_fn)
+    assert visited == ["small"]
 
     # Values flow through whatever `run` returns.
     def doubled(operation):
