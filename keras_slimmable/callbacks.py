@@ -81,6 +81,10 @@ class CompactProgbarLogger(keras.callbacks.ProgbarLogger):
         self.bar_width = bar_width
         self.digits = digits
 
+    # Private Keras API: `ProgbarLogger`'s progress-bar hooks, overridden so
+    # that Keras's own target/step bookkeeping (which differs between fit,
+    # evaluate and predict) stays Keras's. Checked by
+    # tests/test_keras_private_api.py.
     def _maybe_init_progbar(self):
         if self.progbar is None:
             self.progbar = _Line(self.target, self.verbose, self.bar_width)

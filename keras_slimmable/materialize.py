@@ -56,13 +56,13 @@ def materialize(model, width):
         keras.Input(
             batch_shape=x.shape,
             dtype=x.dtype,
-            name=x._keras_history.operation.name,
+            name=x.name,
         )
         for x in model.inputs
     ]
     outputs = _rebuild(model, inputs, ActiveWidth(width, index), {})
     return keras.Model(
-        inputs=keras.tree.pack_sequence_as(model._inputs_struct, inputs),
+        inputs=keras.tree.pack_sequence_as(model.input, inputs),
         outputs=outputs,
         name=f"{model.name}_{width_name(width, '_')}",
     )
@@ -87,8 +87,9 @@ def _rebuild(functional, inputs, width, converted):
 
         return run
 
-    # Private Keras API (keras.Model's functional graph walker): the one way
-    # to replay a functional graph with each operation replaced.
+    # Private Keras API (keras.Model's functional graph walker; checked by
+    # tests/test_keras_private_api.py): the one way to replay a functional
+    # graph with each operation replaced.
     return functional._run_through_graph(inputs, operation_fn=operation_fn)
 
 

@@ -122,6 +122,9 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
 
     def _check_layer_widths(self):
         expected = len(self._widths)
+        # Private Keras API: `_flatten_layers` reaches the layers of nested
+        # models too (public `.layers` does not). Checked by
+        # tests/test_keras_private_api.py.
         for layer in self._flatten_layers(include_self=False):
             if not isinstance(layer, SlimmableLayer):
                 continue

@@ -164,6 +164,8 @@ def _walk(functional, inputs, visit):
     # `compute_output_spec` of a functional model returns the recorded
     # (full-width) shapes when the input shapes match, so the graph is
     # walked node by node instead.
+    # Private Keras API (checked by tests/test_keras_private_api.py): the
+    # functional graph walker, the one way to visit every call in order.
     return functional._run_through_graph(inputs, operation_fn=visit)
 
 

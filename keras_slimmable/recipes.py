@@ -189,7 +189,8 @@ def apply_weight_decay(model, weight_decay=1e-4):
         keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     )
     decayed = []
-    # `_flatten_layers` is how Keras itself walks nested layers (`losses`).
+    # Private Keras API: `_flatten_layers` is how Keras itself walks nested
+    # layers (`losses`); checked by tests/test_keras_private_api.py.
     for layer in model._flatten_layers(include_self=True, recursive=True):
         for regularizer_name, kernel_name in _decayed_kernels(layer):
             kernel = getattr(layer, kernel_name, None)
@@ -225,6 +226,7 @@ def set_unbiased_moving_variance(model, unbiased=True):
     """
     layers = [
         layer
+        # Private Keras API, as in `apply_weight_decay`.
         for layer in model._flatten_layers(include_self=True, recursive=True)
         if isinstance(layer, SwitchableBatchNormalization)
     ]

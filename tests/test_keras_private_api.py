@@ -106,33 +106,6 @@ def test_compile_metrics_resolves_and_measures_like_compile():
     assert float(metrics.result()["accuracy"]) == 0.0
 
 
-# materialize.py: the new inputs take the names of the model's inputs.
-def test_keras_history_of_an_input_names_its_input_layer():
-    x = keras.Input((4,), name="pixels")
-    operation = x._keras_history.operation
-    assert isinstance(operation, keras.layers.InputLayer)
-    assert operation.name == "pixels"
-    # (The public `KerasTensor.name` holds the same name today.)
-    assert x.name == "pixels"
-
-
-# materialize.py: the materialized model keeps the input structure.
-def test_inputs_struct_is_the_structure_the_model_was_built_with():
-    first = keras.Input((2,), name="a")
-    second = keras.Input((3,), name="b")
-    joined = keras.layers.Concatenate()([first, second])
-    model = keras.Model(
-        {"a": first, "b": second}, keras.layers.Dense(1)(joined)
-    )
-    assert isinstance(model._inputs_struct, dict)
-    assert set(model._inputs_struct) == {"a", "b"}
-    assert model._inputs_struct["a"] is first
-    packed = keras.tree.pack_sequence_as(model._inputs_struct, model.inputs)
-    assert packed == {"a": first, "b": second}
-    # (The public `Model.input` holds the same structure today.)
-    assert model.input == model._inputs_struct
-
-
 # materialize.py (`_rebuild`) and profiling.py (`layer_calls`):
 # `Function._run_through_graph(inputs, operation_fn=...)`.
 def test_run_through_graph_calls_operation_fn_once_per_call_in_order():
@@ -203,31 +176,6 @@ def test_keras_home_is_where_get_file_caches(tmp_path):
     finally:
         os.remove(path)
         os.rmdir(os.path.dirname(path))
-
-
-# trainers/jax.py: `keras.src.backend.StatelessScope`, the public
-# `keras.StatelessScope`, with `state_mapping` and `get_current_value`.
-def test_stateless_scope_maps_and_records_values():
-    from keras.src import backend as keras_backend
-
-    assert keras_backend.StatelessScope is keras.StatelessScope
-    variable = keras.Variable(np.zeros(3, "float32"))
-    mapped = keras.ops.ones(3)
-    with keras_backend.StatelessScope(
-        state_mapping=[(variable, mapped)]
-    ) as scope:
-        np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(variable.value), np.ones(3)
-        )
-        variable.assign(keras.ops.full((3,), 2.0))
-        current = scope.get_current_value(variable)
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(current), np.full(3, 2.0)
-    )
-    # The variable itself is untouched.
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(variable), np.zeros(3)
-    )
 
 
 # trainers/jax.py: the forward pass's `add_loss` losses, given back to

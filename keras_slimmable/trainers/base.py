@@ -37,6 +37,14 @@ class SlimmableTrainerBase:
     def _run_at_width(self, inputs, index, training=None, mask=None):
         return self._forward(inputs, index, training=training, mask=mask)
 
+    # Private Keras trainer state used below, because the per-width losses
+    # must be the very ones `compile` configured and `fit` logs:
+    # `_compile_loss` (the compiled loss), `_compute_loss` (a subclass's
+    # own `compute_loss`, through Keras's wrapper), `_aggregate_additional
+    # _loss` (sums `add_loss` terms as Keras does, to the last bit),
+    # `_compile_metrics` and `_loss_tracker` (the logged metrics). Each is
+    # checked by tests/test_keras_private_api.py.
+
     def _check_compiled_loss(self):
         if self._compile_loss is None:
             raise ValueError(

@@ -55,6 +55,9 @@ def cache_dir():
     """
     home = os.environ.get("KERAS_HOME")
     if not home:
+        # Private Keras API (no public reader of Keras's home folder, which
+        # `keras.utils.get_file` caches in); checked by
+        # tests/test_keras_private_api.py.
         from keras.src.backend.config import keras_home
 
         home = keras_home()

@@ -21,7 +21,15 @@ import keras_slimmable as ks
 from keras_slimmable import zoo
 from keras_slimmable.convert import load_reference_checkpoint
 
-pytestmark = pytest.mark.slow  # seconds to a minute per model and backend
+pytestmark = [
+    pytest.mark.slow,  # seconds to a minute per model and backend
+    # On TensorFlow, tests/zoo checks all of this and more; CI runs this
+    # file again under JAX and PyTorch (tests/test_backends.py).
+    pytest.mark.skipif(
+        keras.backend.backend() == "tensorflow",
+        reason="on TensorFlow tests/zoo covers the zoo",
+    ),
+]
 
 MODELS = ("s_mobilenet_v1", "s_mobilenet_v2", "s_shufflenet", "s_resnet50")
 SIZE = 32
