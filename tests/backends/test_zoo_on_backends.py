@@ -19,7 +19,7 @@ import pytest
 
 import keras_slimmable as ks
 from keras_slimmable import zoo
-from keras_slimmable.convert import load_reference_checkpoint
+from keras_slimmable.zoo import load_reference_checkpoint
 
 pytestmark = [
     pytest.mark.slow,  # seconds to a minute per model and backend
