@@ -1,12 +1,13 @@
 r"""One LiteRT file for every width against one file per width.
 
-Exports a zoo model (random weights with measured batch norm statistics:
-size and latency do not depend on the values, as long as no activation is
-subnormal; see `calibrate`) as one file per width, as one multi-width file in each layout
-(`materialized`, `sliced`), with and without batch norm folding, and
-as float16 and dynamic-range multi-width files; prints every file's size
+Exports a zoo model as one file per width, and as one multi-width file in
+each layout (`materialized`, `sliced`), with and without batch norm
+folding, and in float16 and dynamic range; prints every file's size
 (deterministic) and each signature's median latency in `ai_edge_litert`'s
-interpreter (XNNPACK, batch 1), the signatures and files timed round robin.
+interpreter (XNNPACK, batch 1), all signatures timed round robin. Random
+weights with measured batch norm statistics: size and latency do not
+depend on the values, as long as no activation is subnormal (see
+`calibrate`).
 
     python benchmarks/on_device.py --model=s_mobilenet_v1 --threads=1
 """
