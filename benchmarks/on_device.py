@@ -27,6 +27,12 @@ flags.DEFINE_integer("image_size", 224, "Input height and width.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.")
 flags.DEFINE_integer("repeats", 30, "Timed runs per signature (median).")
 flags.DEFINE_bool("quantized", True, "Also float16 and dynamic range.")
+flags.DEFINE_bool(
+    "saved_model",
+    False,
+    "Instead: SavedModel latency of each width's plain model with and "
+    "without batch norm folding, batch 1 and 16.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -90,6 +96,9 @@ def main(argv):
     size = FLAGS.image_size
     model = zoo.create_model(FLAGS.model, input_shape=(size, size, 3))
     calibrate(model, size)
+    if FLAGS.saved_model:
+        saved_model_folding(model, size)
+        return
     widths = tuple(model.widths)
     macs = {w: counts["macs"] for w, counts in profile(model).items()}
     folder = tempfile.mkdtemp(prefix="on_device_")
@@ -118,8 +127,8 @@ def main(argv):
     print(f"{FLAGS.model}, {size} px, widths {widths}")
     print("File sizes (MB):")
     for w in widths:
-        size = files["per_width", w].stat().st_size
-        print(f"  per-width file {w}: {size / mb:.2f}")
+        nbytes = files["per_width", w].stat().st_size
+        print(f"  per-width file {w}: {nbytes / mb:.2f}")
     print(f"  per-width files together: {per_width_total / mb:.2f}")
     for name in variants:
         print(
@@ -161,6 +170,49 @@ def main(argv):
             + "  ".join(f"{c:>20}" for c in cells)
             + f"  {macs[w] / macs[widest]:.3f}"
         )
+
+
+def _by_keyword(function):
+    return lambda images: function(images)
+
+
+def saved_model_folding(model, size):
+    """Prints SavedModel latency with and without batch norm folding."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    folder = tempfile.mkdtemp(prefix="on_device_sm_")
+    functions = {}
+    for w in model.widths:
+        for fold in (False, True):
+            plain = model.materialize(w, fold_batch_norm=fold)
+            archive = keras.export.ExportArchive()
+            archive.add_endpoint(
+                "serve",
+                plain.call,
+                input_signature=[
+                    tf.TensorSpec((None, size, size, 3), tf.float32)
+                ],
+            )
+            path = os.path.join(folder, f"w{w}_{fold}")
+            archive.write_out(path, verbose=False)
+            functions[w, fold] = tf.saved_model.load(path).serve
+    print(
+        f"SavedModel median latency (ms), {FLAGS.repeats} runs round robin, "
+        "unfolded / folded (ratio):"
+    )
+    for batch in (1, 16):
+        images = np.random.default_rng(0).normal(size=(batch, size, size, 3))
+        images = tf.constant(images.astype("float32"))
+        runners = {key: _by_keyword(f) for key, f in functions.items()}
+        latency = median_latencies(runners, images, FLAGS.repeats)
+        for w in model.widths:
+            plain, folded = latency[w, False], latency[w, True]
+            print(
+                f"  batch {batch:2d}, width {w}: {plain:8.2f} / "
+                f"{folded:8.2f} ({folded / plain:.3f})"
+            )
 
 
 if __name__ == "__main__":
