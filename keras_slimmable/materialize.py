@@ -211,45 +211,49 @@ def _is_linear(layer):
 
 
 def _folded_layer(layer, batch_norm):
-    """A copy of `layer` with `batch_norm` folded into its kernel and bias."""
+    """A copy of `layer` with `batch_norm` folded into its kernel and bias.
+
+    Returns a function that calls the copy (built, and its folded weights
+    set, on the first call). The fold is computed in float64.
+    """
     config = layer.get_config()
     config["use_bias"] = True
     folded = layer.__class__.from_config(config)
-    kernel = keras.ops.convert_to_numpy(layer.kernel).astype("float64")
-    channels = kernel.shape[-2] * kernel.shape[-1]
+    kernel = _numpy(layer.kernel)
+    # The output channels: the last kernel axis, except for a depthwise
+    # kernel (kh, kw, channels, multiplier), whose output channel
+    # c * multiplier + m comes from kernel[..., c, m].
     if isinstance(layer, keras.layers.DepthwiseConv2D):
-        # Output channel c * multiplier + m comes from kernel[..., c, m].
-        out_shape = kernel.shape[-2:]
+        output_axes = kernel.shape[-2:]
     else:
-        channels = kernel.shape[-1]
-        out_shape = (channels,)
-    bias = np.zeros(channels)
-    if layer.use_bias:
-        bias = keras.ops.convert_to_numpy(layer.bias).astype("float64")
-
-    def value(variable, default):
-        if variable is None:
-            return np.full(channels, default)
-        return keras.ops.convert_to_numpy(variable).astype("float64")
-
-    gamma = value(batch_norm.gamma if batch_norm.scale else None, 1.0)
-    beta = value(batch_norm.beta if batch_norm.center else None, 0.0)
-    mean = value(batch_norm.moving_mean, 0.0)
-    variance = value(batch_norm.moving_variance, 1.0)
+        output_axes = kernel.shape[-1:]
+    channels = int(np.prod(output_axes))
+    ones, zeros = np.ones(channels), np.zeros(channels)
+    bias = _numpy(layer.bias) if layer.use_bias else zeros
+    gamma = _numpy(batch_norm.gamma) if batch_norm.scale else ones
+    beta = _numpy(batch_norm.beta) if batch_norm.center else zeros
+    mean = _numpy(batch_norm.moving_mean)
+    variance = _numpy(batch_norm.moving_variance)
     scale = gamma / np.sqrt(variance + batch_norm.epsilon)
-    kernel = kernel * scale.reshape(out_shape)
-    bias = (bias - mean) * scale + beta
+    dtype = keras.backend.standardize_dtype(layer.kernel.dtype)
+    weights = [
+        (kernel * scale.reshape(output_axes)).astype(dtype),
+        ((bias - mean) * scale + beta).astype(dtype),
+    ]
+    loaded = []
 
     def apply(*args, **kwargs):
         outputs = folded(*args, **kwargs)
-        if not apply.loaded:
-            dtype = keras.backend.standardize_dtype(layer.kernel.dtype)
-            folded.set_weights([kernel.astype(dtype), bias.astype(dtype)])
-            apply.loaded = True
+        if not loaded:
+            folded.set_weights(weights)
+            loaded.append(True)
         return outputs
 
-    apply.loaded = False
     return apply
+
+
+def _numpy(variable):
+    return keras.ops.convert_to_numpy(variable).astype("float64")
 
 
 def _rebuild(functional, inputs, width, converted):
