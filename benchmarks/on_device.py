@@ -184,6 +184,7 @@ def saved_model_folding(model, size):
 
     folder = tempfile.mkdtemp(prefix="on_device_sm_")
     functions = {}
+    loaded = []  # the functions need their objects alive
     for w in model.widths:
         for fold in (False, True):
             plain = model.materialize(w, fold_batch_norm=fold)
@@ -197,7 +198,8 @@ def saved_model_folding(model, size):
             )
             path = os.path.join(folder, f"w{w}_{fold}")
             archive.write_out(path, verbose=False)
-            functions[w, fold] = tf.saved_model.load(path).serve
+            loaded.append(tf.saved_model.load(path))
+            functions[w, fold] = loaded[-1].serve
     print(
         f"SavedModel median latency (ms), {FLAGS.repeats} runs round robin, "
         "unfolded / folded (ratio):"
