@@ -222,3 +222,37 @@ def test_zoo_models(name):
                 ), (layer.name, source.name)
         if name != "s_shufflenet":
             assert batch_norm_names(folded) == []
+
+
+def test_served_models_folded(tmp_path):
+    """`export_for_serving(..., fold_batch_norm=True)`: each width's
+    SavedModel holds no batch norm statistics and answers as the model."""
+    import tensorflow as tf
+
+    from keras_slimmable import export
+
+    model = cases_model()
+    randomize(model)
+    written = export.export_for_serving(
+        model, tmp_path, "cases", fold_batch_norm=True
+    )
+    images = np.random.default_rng(3).normal(size=(2, 10, 10, 3))
+    images = images.astype("float32")
+    for width, folder in written.items():
+        variables = tf.train.list_variables(
+            str(folder / "variables" / "variables")
+        )
+        stored = sum(
+            int(np.prod(shape))
+            for name, shape in variables
+            if name.endswith("VARIABLE_VALUE")
+        )
+        folded = model.materialize(width, fold_batch_norm=True)
+        assert stored == folded.count_params()
+        assert stored < model.materialize(width).count_params()
+        serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
+        (output,) = serve(images=tf.constant(images)).values()
+        expected = keras.ops.convert_to_numpy(
+            model(images, width=width, training=False)
+        )
+        np.testing.assert_allclose(output.numpy(), expected, atol=TOLERANCE)

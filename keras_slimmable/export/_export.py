@@ -79,6 +79,7 @@ def export_for_serving(
     widths=None,
     overwrite=False,
     server_base_dir=None,
+    fold_batch_norm=False,
 ):
     """Writes TF Serving's layout: one served model per width.
 
@@ -114,6 +115,13 @@ def export_for_serving(
         server_base_dir: `base_dir` as the server sees it, written into
             `models.config` (e.g. `/models` inside the `tensorflow/serving`
             container). Defaults to the absolute `base_dir`.
+        fold_batch_norm: fold each batch norm that follows a convolution
+            or dense layer into its kernel and bias
+            (`model.materialize(width, fold_batch_norm=True)`): the same
+            outputs at inference, with fewer operations (measured on
+            S-MobileNet v1 at 224 px: 0.72 to 0.79 of the latency at batch
+            1, 0.58 to 0.78 at batch 16; `docs/on_device.md`). Defaults to
+            `False`.
 
     Returns:
         A dict `{width: Path of the version folder}`.
@@ -144,7 +152,7 @@ def export_for_serving(
     staging.mkdir()
     try:
         for width in widths:
-            narrow = model.materialize(width)
+            narrow = materialize(model, width, fold_batch_norm=fold_batch_norm)
             archive = _archive()
             archive.add_endpoint(
                 "serving_default",
@@ -269,7 +277,9 @@ def export_tflite(
     try:
         archive = _archive()
         # The first endpoint is also `serving_default` (ExportArchive's
-        # alias), so the default width is one subgraph, not two.
+        # alias): the converter makes it a subgraph of its own that shares
+        # the default width's weight buffers (the file grows by under
+        # 0.1%, measured in docs/on_device.md).
         for name, function in functions.items():
             archive.add_endpoint(
                 name,
