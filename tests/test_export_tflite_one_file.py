@@ -340,3 +340,32 @@ def test_killed_during_conversion_keeps_the_old_file(
     export.export_tflite(model, target, widths="all", overwrite=True)
     assert os.listdir(tmp_path) == ["m.tflite"]
     assert target.read_bytes() == b"new"
+
+
+class DenseWithoutPlainEquivalent(ks.SlimmableDense):
+    """A slimmable layer of one's own that does not say what it becomes."""
+
+    def plain_equivalent(self, inputs, width, **kwargs):
+        return ks.layers.SlimmableLayer.plain_equivalent(
+            self, inputs, width, **kwargs
+        )
+
+
+def test_sliced_layout_exports_a_layer_without_plain_equivalent(tmp_path):
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = ks.SlimmableConv2D((4, 8), 3, strides=4, name="conv")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = DenseWithoutPlainEquivalent(CLASSES, name="custom")(x)
+    custom = ks.SlimmableModel(inputs, outputs, widths=(0.5, 1.0))
+    with pytest.raises(NotImplementedError, match="plain_equivalent"):
+        export.export_tflite(custom, tmp_path / "m.tflite", widths="all")
+    assert os.listdir(tmp_path) == []
+    path = export.export_tflite(
+        custom, tmp_path / "m.tflite", widths="all", layout="sliced"
+    )
+    x = images(2, seed=4)
+    for width in (0.5, 1.0):
+        output = run_signature(path, export.signature_name(width), x)
+        np.testing.assert_allclose(
+            output, expected(custom, x, width), atol=FLOAT32_TOLERANCE
+        )
