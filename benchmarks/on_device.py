@@ -1,7 +1,7 @@
 r"""One LiteRT file for every width against one file per width.
 
 Exports a zoo model as one file per width, and as one multi-width file in
-each layout (`materialized`, `sliced`), with and without batch norm
+each layout (`materialized`, `sliced`, `shared`), with and without batch norm
 folding, and in float16 and dynamic range; prints every file's size
 (deterministic) and each signature's median latency in `ai_edge_litert`'s
 interpreter (XNNPACK, batch 1), all signatures timed round robin. Random
@@ -111,6 +111,7 @@ def main(argv):
         "materialized": {},
         "materialized_folded": {"fold_batch_norm": True},
         "sliced": {"layout": "sliced"},
+        "shared": {"layout": "shared"},
     }
     if FLAGS.quantized:
         variants["float16"] = {"quantization": "float16"}

@@ -27,7 +27,10 @@ tf = require_tensorflow(
 )
 
 MODELS_CONFIG = "models.config"
-TFLITE_LAYOUTS = ("materialized", "sliced")
+TFLITE_LAYOUTS = ("materialized", "sliced", "shared")
+# The signature that keeps a "shared" file's weights variables (see
+# `_write_shared_saved_model`).
+KEEP_VARIABLES_SIGNATURE = "keep_weights_as_variables"
 
 
 def export_saved_model(model, path, widths=None, overwrite=False):
@@ -219,6 +222,14 @@ def export_tflite(
             same graph as a single-width file). `"sliced"`: from the
             slimmable model called at that width (kernels sliced in the
             graph, which the converter folds into per-width constants).
+            `"shared"`: the full-width weights stored ONCE, as LiteRT
+            resource variables that every signature slices at run time:
+            about the size of the widest width alone, but about 4x slower
+            (XNNPACK cannot pre-pack weights that are not constants), and
+            float32 only. The file then also has a signature
+            `keep_weights_as_variables` (no inputs; it rewrites each
+            weight with its own value), which keeps the converter from
+            freezing the weights into per-width constants.
             Defaults to `"materialized"`.
         fold_batch_norm: with `layout="materialized"`, fold batch norms
             into the convolutions before converting
@@ -244,6 +255,12 @@ def export_tflite(
             f"`layout` must be one of {TFLITE_LAYOUTS}. Received: "
             f"layout={layout!r}"
         )
+    if layout == "shared" and quantization is not None:
+        raise ValueError(
+            "layout='shared' is float32 only (the converter does not "
+            "quantize variables). Received: "
+            f"quantization={quantization!r}"
+        )
     if fold_batch_norm and layout != "materialized":
         raise ValueError(
             "`fold_batch_norm=True` needs layout='materialized'. Received: "
@@ -261,7 +278,7 @@ def export_tflite(
     _refuse_existing(path, overwrite)
     functions = {}
     for name, signature_width in signatures.items():
-        if layout == "sliced":
+        if layout in ("sliced", "shared"):
             functions[name] = _serving_function(model, signature_width)
         else:
             narrow = materialize(
@@ -275,19 +292,24 @@ def export_tflite(
     scratch.mkdir()
     written = False
     try:
-        archive = _archive()
-        # The first endpoint is also `serving_default` (ExportArchive's
-        # alias): the converter makes it a subgraph of its own that shares
-        # the default width's weight buffers (the file grows by under
-        # 0.1%, measured in docs/on_device.md).
-        for name, function in functions.items():
-            archive.add_endpoint(
-                name,
-                function,
-                input_signature=[_input_spec(model, batch_size=1)],
-            )
-        archive.write_out(str(scratch), verbose=False)
+        if layout == "shared":
+            _write_shared_saved_model(model, functions, scratch)
+        else:
+            archive = _archive()
+            # The first endpoint is also `serving_default` (ExportArchive's
+            # alias): the converter makes it a subgraph of its own that
+            # shares the default width's weight buffers (the file grows by
+            # under 0.1%, measured in docs/on_device.md).
+            for name, function in functions.items():
+                archive.add_endpoint(
+                    name,
+                    function,
+                    input_signature=[_input_spec(model, batch_size=1)],
+                )
+            archive.write_out(str(scratch), verbose=False)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(scratch))
+        if layout == "shared":
+            converter.experimental_enable_resource_variables = True
         if quantization is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantization == "float16":
@@ -306,6 +328,45 @@ def export_tflite(
         if not written:
             _files.remove_empty(created)
     return path
+
+
+def _write_shared_saved_model(model, functions, directory):
+    """A SavedModel whose signatures read the model's variables.
+
+    The converter freezes every variable that no function assigns into a
+    constant, and then folds each width's slices into constants of their
+    own. A signature that assigns every weight its own value keeps them
+    variables: LiteRT then stores each once and slices it at run time.
+    """
+    module = tf.Module()
+    module.weights = [weight.value for weight in model.weights]
+    spec = _input_spec(model, batch_size=1)
+    signatures = {}
+    for name, function in functions.items():
+        traced = tf.function(_named_output(function), input_signature=[spec])
+        setattr(module, f"_{name}", traced)
+        signatures[name] = traced.get_concrete_function()
+    if "serving_default" not in signatures:
+        signatures["serving_default"] = next(iter(signatures.values()))
+
+    @tf.function(input_signature=[])
+    def keep_weights_as_variables():
+        for weight in module.weights:
+            weight.assign(weight)
+        return {"done": tf.constant(True)}
+
+    module.keep_weights_as_variables = keep_weights_as_variables
+    signatures[KEEP_VARIABLES_SIGNATURE] = (
+        keep_weights_as_variables.get_concrete_function()
+    )
+    tf.saved_model.save(module, str(directory), signatures=signatures)
+
+
+def _named_output(function):
+    def serve(images):
+        return {"output_0": function(images)}
+
+    return serve
 
 
 def _tflite_signatures(model, width, widths):
