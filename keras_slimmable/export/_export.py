@@ -199,11 +199,13 @@ def export_tflite(
     Every signature takes a float32 batch of one image named `images`.
 
     The file is converted through a SavedModel with
-    `tf.lite.TFLiteConverter.from_saved_model`. The converter turns every
-    weight into a constant and folds the slicing of shared kernels, so
-    every width stores its own copy of its weights whichever `layout` is
-    chosen: a multi-width file is about the size of the per-width files
-    together (measured in `docs/on_device.md`).
+    `tf.lite.TFLiteConverter.from_saved_model`. The converter turns the
+    weights into constants and folds the slicing of shared kernels, so in
+    the `"materialized"` and `"sliced"` layouts every width stores its own
+    copy of its weights: the file is about the size of the per-width files
+    together, and each signature as fast as its width's own file. Only
+    `layout="shared"` stores the weights once (measured in
+    `docs/on_device.md`).
 
     Args:
         model: a `SlimmableModel`.
