@@ -202,10 +202,11 @@ def export_tflite(
     `tf.lite.TFLiteConverter.from_saved_model`. The converter turns the
     weights into constants and folds the slicing of shared kernels, so in
     the `"materialized"` and `"sliced"` layouts every width stores its own
-    copy of its weights: the file is about the size of the per-width files
-    together, and each signature as fast as its width's own file. Only
-    `layout="shared"` stores the weights once (measured in
-    `docs/on_device.md`).
+    copy of its weights (only tensors identical at every width, such as a
+    classifier whose input width is fixed, are stored once): the file is
+    at most the size of the per-width files together, and each signature
+    as fast as its width's own file. `layout="shared"` stores the weights
+    once (measured in `docs/on_device.md`).
 
     Args:
         model: a `SlimmableModel`.
