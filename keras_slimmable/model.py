@@ -214,7 +214,7 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
                 variable.assign(value)
             raise
 
-    def materialize(self, width=None):
+    def materialize(self, width=None, fold_batch_norm=False):
         """A plain Keras model of one width, holding only its weights.
 
         Ordinary `Conv2D`, `DepthwiseConv2D`, `Dense` and
@@ -224,13 +224,20 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
 
         Args:
             width: one of `self.widths`. Defaults to `self.width`.
+            fold_batch_norm: fold each batch norm that follows a
+                convolution or dense layer into its kernel and bias (for
+                inference only). Defaults to `False`.
 
         Raises:
             ValueError: if `width` is not in `self.widths`.
         """
         from keras_slimmable.materialize import materialize
 
-        return materialize(self, self.width if width is None else width)
+        return materialize(
+            self,
+            self.width if width is None else width,
+            fold_batch_norm=fold_batch_norm,
+        )
 
     def _width_index(self, width=None):
         return width_index(

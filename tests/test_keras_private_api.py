@@ -273,3 +273,25 @@ def test_print_msg_writes_to_stdout(monkeypatch):
     io_utils.print_msg("abc", line_break=False)
     io_utils.print_msg("def")
     assert out.getvalue() == "abcdef\n"
+
+
+# materialize.py (`fold_batch_norms`): `Functional._nodes_by_depth` lists
+# every call in the graph with its input tensors, and a tensor's
+# `_keras_history.operation` is the layer that produced it.
+def test_nodes_by_depth_and_keras_history_describe_the_graph():
+    inputs = keras.Input((4, 4, 3), name="pixels")
+    conv = keras.layers.Conv2D(2, 1, name="conv")
+    batch_norm = keras.layers.BatchNormalization(name="bn")
+    x = conv(inputs)
+    outputs = batch_norm(x)
+    model = keras.Model(inputs, outputs)
+    nodes = [n for depth in model._nodes_by_depth.values() for n in depth]
+    by_operation = {
+        node.operation.name: node
+        for node in nodes
+        if node.operation is not None
+    }
+    assert {"conv", "bn"} <= set(by_operation)
+    (tensor,) = by_operation["bn"].input_tensors
+    assert tensor is x
+    assert tensor._keras_history.operation is conv

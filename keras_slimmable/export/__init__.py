@@ -6,7 +6,8 @@
 - `export_for_serving`: TF Serving's layout, one served model per width,
   each a narrow SavedModel holding only that width's weights, plus the
   `models.config` that `tensorflow_model_server --model_config_file` reads.
-- `export_tflite`: a TFLite file of one width.
+- `export_tflite`: a TFLite (LiteRT) file of one width, or one file with
+  a signature per width (`widths=`).
 
 Every export is written under a hidden name beside its target and renamed
 into place at the end, so an interrupted export never leaves a half-written
