@@ -1079,6 +1079,11 @@ def test_cli_help_does_not_import_tensorflow():
             + ["--width=0.5"],
             "--width is for --format tflite",
         ),
+        (
+            ["--model=s_mobilenet_v1", "--weights=none", "--out=x.tflite"]
+            + ["--format=tflite", "--width=0.5", "--widths=0.25,1.0"],
+            "Give --width (a file of one width) or --widths",
+        ),
     ],
 )
 def test_cli_errors_are_one_message(tmp_path, args, message):
@@ -1111,3 +1116,29 @@ def test_cli_tflite_names_the_width_and_the_random_weights(tmp_path):
     assert "Pass --overwrite to replace it." in result.stderr
     assert "overwrite=True" not in result.stderr
     assert out.read_bytes() == before
+
+
+@pytest.mark.slow
+def test_cli_tflite_writes_one_file_with_a_signature_per_width(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    out = tmp_path / "all.tflite"
+    result = run_cli(
+        "--model=s_mobilenet_v1",
+        "--weights=none",
+        "--format=tflite",
+        "--widths=all",
+        "--image_size=32",
+        "--classes=10",
+        f"--out={out}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "at widths 0.25, 0.5, 0.75, 1.0" in result.stdout
+    signatures = Interpreter(model_path=str(out)).get_signature_list()
+    assert set(signatures) == {
+        "serving_default",
+        "serving_w0_25",
+        "serving_w0_5",
+        "serving_w0_75",
+        "serving_w1_0",
+    }

@@ -38,11 +38,15 @@ flags.DEFINE_enum(
     ["serving", "saved_model", "tflite"],
     "serving: TF Serving layout, one narrow model per width, plus "
     "models.config; saved_model: one SavedModel with a signature per width; "
-    "tflite: one .tflite file of --width.",
+    "tflite: one .tflite file of --width, or with --widths one file with a "
+    "signature per width.",
 )
 flags.DEFINE_string("out", None, "Output folder (or .tflite file; required).")
 flags.DEFINE_list(
-    "widths", None, "Widths to export (serving, saved_model); defaults to all."
+    "widths",
+    None,
+    "Widths to export; defaults to all (serving, saved_model). With --format "
+    "tflite: one file with a signature per width ('all' for every width).",
 )
 flags.DEFINE_float(
     "width",
@@ -74,10 +78,11 @@ def _check_flags():
         raise _cli.CommandLineError(
             f"--weights is required: {WEIGHTS_CHOICES}."
         )
-    if FLAGS.format == "tflite" and FLAGS.widths is not None:
+    if FLAGS.width is not None and FLAGS.widths is not None:
         raise _cli.CommandLineError(
-            "--widths is for --format serving or saved_model; a TFLite file "
-            f"holds one width, --width. Received: --widths={FLAGS.widths}"
+            "Give --width (a file of one width) or --widths (one file with "
+            f"a signature per width), not both. Received: --width="
+            f"{FLAGS.width}, --widths={','.join(FLAGS.widths)}"
         )
     if FLAGS.format != "tflite":
         for name in ("width", "quantization"):
@@ -89,6 +94,8 @@ def _check_flags():
 
 
 def _parse_widths(text):
+    if FLAGS.format == "tflite" and [t.lower() for t in text] == ["all"]:
+        return "all"
     widths = []
     for item in text:
         try:
@@ -184,6 +191,22 @@ def main(argv):
                 f"Exported {FLAGS.model} at widths "
                 f"{', '.join(str(w) for w in sorted(exported))} to {path} "
                 "(a signature per width, serving_default the widest)"
+            )
+        elif widths is not None:
+            with _quiet_stderr(not FLAGS.verbose):
+                path = export.export_tflite(
+                    model,
+                    FLAGS.out,
+                    widths=widths,
+                    quantization=FLAGS.quantization,
+                    overwrite=FLAGS.overwrite,
+                )
+            exported = model.widths if widths == "all" else widths
+            print(
+                f"Exported {FLAGS.model} at widths "
+                f"{', '.join(str(w) for w in sorted(exported))}, "
+                f"{FLAGS.quantization or 'float32'}, to {path} (one "
+                "signature per width: serving_w0_25, ...)"
             )
         else:
             width = FLAGS.width
