@@ -9,6 +9,7 @@ import posixpath
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from keras_slimmable._optional import require_tensorflow
 from keras_slimmable.export import _files
@@ -186,6 +187,7 @@ def export_tflite(
     widths=None,
     layout="materialized",
     fold_batch_norm=False,
+    representative_dataset=None,
 ):
     """Writes a TFLite (LiteRT) file of one width, or of several.
 
@@ -213,8 +215,12 @@ def export_tflite(
         path: the `.tflite` file to write.
         width: the width of a single-width file. Defaults to `model.width`
             when `widths` is not given.
-        quantization: `None` (float32), `"float16"` (weights in float16) or
-            `"dynamic_range"` (int8 weights, float activations). Defaults
+        quantization: `None` (float32), `"float16"` (weights in float16),
+            `"dynamic_range"` (int8 weights, float activations) or `"int8"`
+            (full-integer post-training quantization: int8 weights and
+            activations, every operation in int8; the signatures still take
+            and return float32, quantized at the input and dequantized at
+            the output). `"int8"` needs `representative_dataset`. Defaults
             to `None`.
         overwrite: replace an existing file at `path`. Defaults to `False`.
         widths: the widths of a multi-width file: a list of widths of the
@@ -239,6 +245,12 @@ def export_tflite(
             (`materialize(..., fold_batch_norm=True)`). The converter
             fuses them itself, so the file is the same size; see
             `docs/on_device.md`. Defaults to `False`.
+        representative_dataset: with `quantization="int8"`, the images the
+            activation ranges are calibrated on: a float array (or a list
+            of float arrays) of shape `(n, height, width, channels)`,
+            preprocessed as the model expects, e.g. a few hundred training
+            images. Every width is calibrated on its own activations: each
+            signature runs every image.
 
     Returns:
         The `Path` written.
@@ -246,7 +258,9 @@ def export_tflite(
     Raises:
         FileExistsError: if `path` exists and `overwrite` is False (the
             existing file is left intact).
-        ValueError: for a bad width, widths, quantization or layout.
+        ValueError: for a bad width, widths, quantization or layout, or a
+            missing or malformed representative dataset (nothing is
+            written).
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -270,6 +284,9 @@ def export_tflite(
             f"layout={layout!r}"
         )
     _check_model(model)
+    calibration = _calibration_images(
+        model, quantization, representative_dataset
+    )
     signatures = _tflite_signatures(model, width, widths)
     path = Path(path)
     if path.is_dir():
@@ -317,6 +334,13 @@ def export_tflite(
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantization == "float16":
             converter.target_spec.supported_types = [tf.float16]
+        if quantization == "int8":
+            converter.target_spec.supported_ops = [
+                tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+            ]
+            converter.representative_dataset = _per_signature_samples(
+                list(signatures), calibration
+            )
         flatbuffer = converter.convert()
         _files.remove(scratch)
         if path.exists() and not overwrite:
@@ -331,6 +355,70 @@ def export_tflite(
         if not written:
             _files.remove_empty(created)
     return path
+
+
+def _calibration_images(model, quantization, representative_dataset):
+    """The representative images of an int8 export, one array of shape
+    `(n, *input shape)`, checked; `None` for other quantizations."""
+    if quantization != "int8":
+        if representative_dataset is not None:
+            raise ValueError(
+                "`representative_dataset` calibrates quantization='int8' "
+                f"only. Received: quantization={quantization!r}"
+            )
+        return None
+    expected = tuple(model.input.shape[1:])
+    if representative_dataset is None:
+        raise ValueError(
+            "quantization='int8' needs `representative_dataset`: float "
+            f"images of shape (n,) + {expected}, preprocessed as the model "
+            "expects (a few hundred training images), to calibrate every "
+            "width's activation ranges. Received: representative_dataset="
+            "None"
+        )
+    if isinstance(representative_dataset, (list, tuple)):
+        parts = list(representative_dataset)
+    else:
+        parts = [representative_dataset]
+    arrays = []
+    for part in parts:
+        array = np.asarray(part)
+        if array.dtype.kind != "f":
+            raise ValueError(
+                "`representative_dataset` must hold float images, "
+                "preprocessed as the model expects. Received an array of "
+                f"dtype {array.dtype}"
+            )
+        if array.shape[1:] != expected or array.ndim != len(expected) + 1:
+            raise ValueError(
+                "`representative_dataset` must hold images of shape (n,) + "
+                f"{expected}. Received an array of shape {array.shape}"
+            )
+        arrays.append(array.astype("float32"))
+    images = np.concatenate(arrays) if arrays else np.zeros((0,) + expected)
+    if not len(images):
+        raise ValueError(
+            "`representative_dataset` holds no image. Received: "
+            f"representative_dataset={representative_dataset!r}"
+        )
+    if not np.isfinite(images).all():
+        raise ValueError(
+            "`representative_dataset` holds NaN or infinite values."
+        )
+    return images
+
+
+def _per_signature_samples(names, images):
+    """The converter's representative dataset: every image, one at a time,
+    for every signature (a `(signature, inputs)` pair each), so each width
+    is calibrated on its own activations."""
+
+    def samples():
+        for name in names:
+            for image in images:
+                yield name, {INPUT_NAME: image[None]}
+
+    return samples
 
 
 def _write_shared_saved_model(model, functions, directory):

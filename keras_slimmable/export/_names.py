@@ -5,7 +5,7 @@ import re
 from keras_slimmable.widths import width_name
 
 INPUT_NAME = "images"
-QUANTIZATIONS = (None, "float16", "dynamic_range")
+QUANTIZATIONS = (None, "float16", "dynamic_range", "int8")
 
 # A served model name is a segment of TF Serving's REST URL
 # (`/v1/models/<name>:predict`, where `/` and `:` end the name), a folder
