@@ -70,7 +70,9 @@ class SlimmableLayer(keras.layers.Layer):
       reference checkpoints.
 
     The defaults describe a layer without weights that has no plain
-    equivalent; a layer overrides what applies to it.
+    equivalent; a layer overrides what applies to it. A layer with weights
+    that does not say how to count them or what they are gets an error
+    naming the method to implement, never a silent zero.
     """
 
     def channel_config(self):
@@ -116,6 +118,8 @@ class SlimmableLayer(keras.layers.Layer):
             active gamma and beta elements). See `keras_slimmable.profile`
             for the conventions.
         """
+        if self.weights:
+            raise self._missing("count")
         return zero_counts()
 
     def decayed_kernels(self):
@@ -126,7 +130,15 @@ class SlimmableLayer(keras.layers.Layer):
 
     def checkpoint_weights(self):
         """A `CheckpointWeight` for each weight of the layer."""
+        if self.weights:
+            raise self._missing("checkpoint_weights")
         return []
+
+    def _missing(self, method):
+        return NotImplementedError(
+            f"Layer '{self.name}' of type {type(self).__name__} has weights "
+            f"but does not implement `{method}` (see `SlimmableLayer`)."
+        )
 
 
 def _positive_int(value):

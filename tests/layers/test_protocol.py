@@ -154,6 +154,20 @@ def test_the_protocol_defaults_name_the_missing_method():
     assert layer.decayed_kernels() == []
     assert layer.checkpoint_weights() == []
     assert layer.channel_config() == {}
+    assert layer.count((1, 3), (1, 3), None)["macs"] == 0
+
+    class Weighted(Incomplete):
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=(input_shape[-1],))
+
+    weighted = Weighted(name="weighted")
+    weighted.build((1, 3))
+    for method, args in (
+        ("count", ((1, 3), (1, 3), None)),
+        ("checkpoint_weights", ()),
+    ):
+        with pytest.raises(NotImplementedError, match=f"'weighted'.*{method}"):
+            getattr(weighted, method)(*args)
 
 
 def test_a_new_layer_type_loads_reference_checkpoints():
