@@ -2,7 +2,8 @@ r"""One LiteRT file for every width against one file per width.
 
 Exports a zoo model as one file per width, and as one multi-width file in
 each layout (`materialized`, `sliced`, `shared`), with and without batch norm
-folding, and in float16 and dynamic range; prints every file's size
+folding, and in float16, dynamic range and int8 (calibrated on random
+images: the latency does not depend on the ranges); prints every file's size
 (deterministic) and each signature's median latency in `ai_edge_litert`'s
 interpreter (XNNPACK, batch 1), all signatures timed round robin. Random
 weights with measured batch norm statistics: size and latency do not
@@ -26,7 +27,13 @@ flags.DEFINE_string("model", "s_mobilenet_v1", "Zoo model name.")
 flags.DEFINE_integer("image_size", 224, "Input height and width.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.")
 flags.DEFINE_integer("repeats", 30, "Timed runs per signature (median).")
-flags.DEFINE_bool("quantized", True, "Also float16 and dynamic range.")
+flags.DEFINE_bool("quantized", True, "Also float16, dynamic range, int8.")
+flags.DEFINE_list(
+    "variants",
+    None,
+    "Only these one-file variants (materialized, materialized_folded, "
+    "sliced, shared, float16, dynamic_range, int8); default all.",
+)
 flags.DEFINE_bool(
     "saved_model",
     False,
@@ -116,6 +123,19 @@ def main(argv):
     if FLAGS.quantized:
         variants["float16"] = {"quantization": "float16"}
         variants["dynamic_range"] = {"quantization": "dynamic_range"}
+        calibration = np.random.default_rng(1).normal(size=(16, size, size, 3))
+        variants["int8"] = {
+            "quantization": "int8",
+            "representative_dataset": calibration.astype("float32"),
+        }
+    if FLAGS.variants:
+        unknown = set(FLAGS.variants) - set(variants)
+        if unknown:
+            raise ValueError(
+                f"Unknown --variants {sorted(unknown)}; choose from "
+                f"{sorted(variants)}."
+            )
+        variants = {k: v for k, v in variants.items() if k in FLAGS.variants}
     for name, kwargs in variants.items():
         files[name] = export.export_tflite(
             model,
