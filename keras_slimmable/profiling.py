@@ -276,11 +276,14 @@ def measure_latency(model, widths=None, batch_size=1, runs=50, warmup=5):
             `model(x, width=w)` (each width's compiled inference function);
             a path to a TFLite file; or a dict `{width: path to a TFLite
             file}` (see `keras_slimmable.export.export_tflite`), run with
-            `ai_edge_litert`'s interpreter.
+            `ai_edge_litert`'s interpreter. A file with a signature per
+            width (`export_tflite(..., widths=...)`) has each signature
+            timed, keyed by its width.
         widths: the widths to time. Defaults to all of `model.widths`, or
-            every key of the dict. For a single TFLite file: a list of the
-            one width the file holds, used as the key of the result (which
-            defaults to the path, as a string).
+            every key of the dict, or every width signature of a file. For
+            a file of one width: a list of the one width the file holds,
+            used as the key of the result (which defaults to the path, as a
+            string).
         batch_size: images per call, random normal of the model's input
             shape. Defaults to `1`.
         runs: timed calls per width. Defaults to `50`.
@@ -448,6 +451,9 @@ def _latency_runners(model, widths, batch_size):
     from keras_slimmable.widths import width_index
 
     if isinstance(model, (str, os.PathLike)):
+        signatures = _width_signatures(model)
+        if signatures:
+            return _signature_runners(model, signatures, widths, batch_size)
         if widths is None:
             return {os.fspath(model): _tflite_runner(model, batch_size)}
         widths = list(widths)
@@ -506,6 +512,61 @@ def _latency_runners(model, widths, batch_size):
         return run
 
     return {width: runner(width) for width in chosen}
+
+
+def _width_signatures(path):
+    """`{width: signature name}` of a TFLite file's width signatures
+    (`serving_w0_25`, ...; see `keras_slimmable.export`), maybe empty."""
+    import os
+    import re
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No TFLite file at {os.fspath(path)!r}")
+    names = Interpreter(model_path=os.fspath(path)).get_signature_list()
+    found = {}
+    for name in names:
+        match = re.fullmatch(r"serving_w(\d+)_(\d+)", name)
+        if match:
+            found[float(f"{match[1]}.{match[2]}")] = name
+    return found
+
+
+def _signature_runners(path, signatures, widths, batch_size):
+    """Runners of a multi-width TFLite file's signatures, by width."""
+    import os
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    if batch_size != 1:
+        raise ValueError(
+            "The signatures of a multi-width TFLite file take one image. "
+            f"Received: batch_size={batch_size!r}"
+        )
+    chosen = sorted(signatures) if widths is None else []
+    for width in [] if widths is None else widths:
+        matches = [w for w in signatures if math.isclose(w, float(width))]
+        if not matches:
+            raise ValueError(
+                f"The file has no signature for width {width}: its widths "
+                f"are {sorted(signatures)}. Received: widths={widths!r}"
+            )
+        chosen.append(matches[0])
+    interpreter = Interpreter(model_path=os.fspath(path))
+    runners = {}
+    for width in sorted(set(chosen)):
+        runner = interpreter.get_signature_runner(signatures[width])
+        (name, details), *_ = runner.get_input_details().items()
+        x = np.random.default_rng(0).normal(size=details["shape"])
+        x = x.astype(details["dtype"])
+
+        def run(runner=runner, name=name, x=x):
+            runner(**{name: x})
+
+        runners[width] = run
+    return runners
 
 
 def _tflite_runner(path, batch_size):

@@ -261,3 +261,16 @@ def test_select_width_example(tmp_path):
     )
     assert result.returncode != 0
     assert "latency_budget_ms=1e-06" in result.stderr
+
+
+def test_measure_latency_of_one_file_with_a_signature_per_width(tiny, tmp_path):
+    path = export.export_tflite(tiny, tmp_path / "all.tflite", widths="all")
+    measurements = ks.measure_latency(path, runs=3, warmup=1)
+    check_structure(measurements, list(WIDTHS), runs=3)
+    some = ks.measure_latency(str(path), widths=[0.5, 0.25], runs=2)
+    check_structure(some, [0.25, 0.5], runs=2)
+    assert ks.select_width(path, 1e9, runs=2) == 1.0
+    with pytest.raises(ValueError, match=r"no signature for width 0.3"):
+        ks.measure_latency(path, widths=[0.3])
+    with pytest.raises(ValueError, match="batch_size=4"):
+        ks.measure_latency(path, batch_size=4)
