@@ -20,6 +20,7 @@ tracebacks included.
         _cli.run(main, "python -m keras_slimmable.export")
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -89,6 +90,31 @@ def import_tensorflow_quietly(quiet=True):
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")
+
+
+@contextlib.contextmanager
+def quiet_stderr(quiet=True):
+    """Hides what C++ and absl log to standard error inside the block (the
+    TFLite converter's MLIR passes print about 14 lines, the LiteRT
+    interpreter one per delegate, out of reach of Python's logging),
+    replaying it if the block fails."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            scratch.seek(0)
+            sys.stderr.write(scratch.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def run(main, program):

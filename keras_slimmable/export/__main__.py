@@ -13,10 +13,7 @@ file holds one width: --width, or the widest if unset (the output says
 which).
 """
 
-import contextlib
 import os
-import sys
-import tempfile
 
 from absl import flags
 
@@ -107,30 +104,6 @@ def _parse_widths(text):
     return widths
 
 
-@contextlib.contextmanager
-def _quiet_stderr(quiet):
-    """Hides what C++ and absl log to standard error (the TFLite
-    converter's MLIR passes print about 14 lines, out of reach of Python's
-    logging), replaying it if the block fails."""
-    if not quiet:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as scratch:
-        os.dup2(scratch.fileno(), 2)
-        try:
-            yield
-        except BaseException:
-            os.dup2(saved, 2)
-            scratch.seek(0)
-            sys.stderr.write(scratch.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
 def main(argv):
     if len(argv) > 1:
         raise _cli.CommandLineError(f"Unexpected arguments: {argv[1:]}")
@@ -193,7 +166,7 @@ def main(argv):
                 "(a signature per width, serving_default the widest)"
             )
         elif widths is not None:
-            with _quiet_stderr(not FLAGS.verbose):
+            with _cli.quiet_stderr(not FLAGS.verbose):
                 path = export.export_tflite(
                     model,
                     FLAGS.out,
@@ -215,7 +188,7 @@ def main(argv):
                 which = " (the widest; --width picks another)"
             else:
                 which = ""
-            with _quiet_stderr(not FLAGS.verbose):
+            with _cli.quiet_stderr(not FLAGS.verbose):
                 path = export.export_tflite(
                     model,
                     FLAGS.out,

@@ -1,0 +1,156 @@
+"""One LiteRT file on the device: measure every width, run the widest that
+fits the latency budget, switch when the budget changes.
+
+What an app does with the file `export_tflite(model, path, widths="all")`
+writes, in the few lines of `ai_edge_litert` an app needs (the app side
+below imports nothing of keras-slimmable):
+
+    python examples/on_device.py --tflite s_mobilenet_v1.tflite \
+        --budgets_ms 40,8,15
+
+Without `--tflite` it first exports a zoo model (`--model`, random weights
+unless `--weights`) to a temporary one-file model. Only the Python
+interpreter was run here; docs/on_device.md shows the same calls in Kotlin
+and Swift.
+"""
+
+import os
+import re
+import statistics
+import tempfile
+import time
+
+# TensorFlow prints start-up messages; `_cli.run` imports it quietly after
+# parsing the flags (`--verbose` shows them).
+os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
+from absl import flags  # noqa: E402
+
+from keras_slimmable import _cli  # noqa: E402
+
+flags.DEFINE_string("tflite", None, "A one-file model with width signatures.")
+flags.DEFINE_string("model", "s_mobilenet_v1", "Zoo model to export first.")
+flags.DEFINE_string("weights", None, "Weights of that model; random if unset.")
+flags.DEFINE_integer("image_size", 224, "Input size of the exported model.")
+flags.DEFINE_list(
+    "budgets_ms", ["40", "8", "15"], "Budgets, one after another."
+)
+flags.DEFINE_integer("runs", 20, "Timed calls per width.")
+flags.DEFINE_integer("threads", 1, "Interpreter threads.")
+FLAGS = flags.FLAGS
+
+
+# The app side: ai_edge_litert and NumPy only ------------------------------
+
+
+def width_signatures(interpreter):
+    """`{width: signature runner}` of the file's `serving_w...` signatures."""
+    runners = {}
+    for name in interpreter.get_signature_list():
+        match = re.fullmatch(r"serving_w(\d+)_(\d+)", name)
+        if match:
+            width = float(f"{match[1]}.{match[2]}")
+            runners[width] = interpreter.get_signature_runner(name)
+    return dict(sorted(runners.items()))
+
+
+def measure(runners, image, runs):
+    """Median ms per width, the widths timed round robin after a warm-up."""
+    times = {width: [] for width in runners}
+    for run in runners.values():
+        run(images=image)
+    for _ in range(runs):
+        for width, run in runners.items():
+            start = time.perf_counter()
+            run(images=image)
+            times[width].append(1000 * (time.perf_counter() - start))
+    return {width: statistics.median(t) for width, t in times.items()}
+
+
+def widest_within(latency, budget_ms):
+    """The widest width whose median fits the budget, or None."""
+    fitting = [w for w, ms in latency.items() if ms <= budget_ms]
+    return max(fitting) if fitting else None
+
+
+def run_on_device(path, budgets, runs, threads):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    with _cli.quiet_stderr(not FLAGS.verbose):  # LiteRT's delegate line
+        interpreter = Interpreter(model_path=path, num_threads=threads)
+        runners = width_signatures(interpreter)
+    if not runners:
+        raise _cli.CommandLineError(
+            f"{path} has no width signatures (serving_w0_25, ...): export "
+            "it with export_tflite(model, path, widths='all')."
+        )
+    (details,) = runners[max(runners)].get_input_details().values()
+    image = np.random.default_rng(0).normal(size=details["shape"])
+    image = image.astype(details["dtype"])
+    with _cli.quiet_stderr(not FLAGS.verbose):
+        latency = measure(runners, image, runs)
+    print(f"{os.path.basename(path)}: {len(runners)} widths in one file")
+    for width, ms in latency.items():
+        print(f"  width {width:<5} {ms:7.2f} ms (median of {runs})")
+    current = None
+    for budget in budgets:
+        width = widest_within(latency, budget)
+        note = ""
+        if width is None:
+            width = min(latency)
+            note = " (nothing fits: the narrowest)"
+        action = "keeps" if width == current else "switches to"
+        logits = runners[width](images=image)["output_0"]
+        print(
+            f"budget {budget:g} ms: {action} width {width}{note}, "
+            f"{latency[width]:.2f} ms; class {int(np.argmax(logits))}"
+        )
+        current = width
+
+
+# Preparing the file (the workstation side) ----------------------------------
+
+
+def export_zoo_model(folder):
+    from keras_slimmable import export
+    from keras_slimmable import zoo
+
+    size = FLAGS.image_size
+    model = zoo.create_model(
+        FLAGS.model, weights=FLAGS.weights, input_shape=(size, size, 3)
+    )
+    path = os.path.join(folder, f"{FLAGS.model}.tflite")
+    with _cli.quiet_stderr(not FLAGS.verbose):  # the converter's logs
+        export.export_tflite(model, path, widths="all")
+    weights = FLAGS.weights or "random weights"
+    print(f"Exported {FLAGS.model} ({weights}) at every width to one file.")
+    return path
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise _cli.CommandLineError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        budgets = [float(b) for b in FLAGS.budgets_ms]
+    except ValueError:
+        raise _cli.CommandLineError(
+            "--budgets_ms must be numbers of milliseconds, e.g. 40,8,15. "
+            f"Received: {','.join(FLAGS.budgets_ms)}"
+        ) from None
+    if not budgets or any(b <= 0 for b in budgets):
+        raise _cli.CommandLineError(
+            "--budgets_ms must be positive. Received: "
+            f"{','.join(FLAGS.budgets_ms)}"
+        )
+    if FLAGS.tflite:
+        if not os.path.isfile(FLAGS.tflite):
+            raise _cli.CommandLineError(f"No file at --tflite={FLAGS.tflite}")
+        run_on_device(FLAGS.tflite, budgets, FLAGS.runs, FLAGS.threads)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_zoo_model(folder)
+        run_on_device(path, budgets, FLAGS.runs, FLAGS.threads)
+
+
+if __name__ == "__main__":
+    _cli.run(main, "examples/on_device.py")
