@@ -67,6 +67,11 @@ def test_one_int8_file_matches_every_width_within_quantization_error(
         representative_dataset=_images(64, seed=1),
     )
     test = _images(16, seed=2)
+    # `serving_default` (the default width) is quantized too: the same
+    # outputs as that width's own signature, not a float32 copy's.
+    np.testing.assert_array_equal(
+        _run(path, "serving_default", test), _run(path, "serving_w1_0", test)
+    )
     for width in model.widths:
         expected = keras.ops.convert_to_numpy(model(test, width=width))
         name = "serving_" + ks.widths.width_name(width, "_")

@@ -338,8 +338,12 @@ def export_tflite(
             converter.target_spec.supported_ops = [
                 tf.lite.OpsSet.TFLITE_BUILTINS_INT8
             ]
+            # ExportArchive also writes the first endpoint as
+            # `serving_default`, a subgraph of its own: uncalibrated, it
+            # would stay float32 (a whole float copy of that width).
             converter.representative_dataset = _per_signature_samples(
-                list(signatures), calibration
+                list(dict.fromkeys(["serving_default", *signatures])),
+                calibration,
             )
         flatbuffer = converter.convert()
         _files.remove(scratch)
