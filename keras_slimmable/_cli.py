@@ -67,23 +67,11 @@ def import_tensorflow_quietly(quiet=True):
         keras_slimmable._import_serializables()
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as scratch:
-        os.dup2(scratch.fileno(), 2)
-        try:
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
+    with quiet_stderr():
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
 
-            keras_slimmable._import_serializables()
-        except BaseException:
-            os.dup2(saved, 2)
-            scratch.seek(0)
-            sys.stderr.write(scratch.read().decode(errors="replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
+        keras_slimmable._import_serializables()
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.WARNING)
