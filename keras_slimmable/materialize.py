@@ -63,18 +63,9 @@ def materialize(model, width, fold_batch_norm=False):
     """
     index = width_index(model.widths, width)
     width = model.widths[index]
-    inputs = [
-        keras.Input(
-            batch_shape=x.shape,
-            dtype=x.dtype,
-            name=x.name,
-        )
-        for x in model.inputs
-    ]
-    outputs = _rebuild(model, inputs, ActiveWidth(width, index), {})
-    plain = keras.Model(
-        inputs=keras.tree.pack_sequence_as(model.input, inputs),
-        outputs=outputs,
+    plain = _replayed(
+        model,
+        lambda inputs: _rebuild(model, inputs, ActiveWidth(width, index), {}),
         name=f"{model.name}_{width_name(width, '_')}",
     )
     if fold_batch_norm:
@@ -131,20 +122,27 @@ def fold_batch_norms(model):
                 replacements[key] = _Cloner(operation)
         return replacements[key]
 
+    # Private Keras API, as in `_rebuild`.
+    return _replayed(
+        model,
+        lambda inputs: model._run_through_graph(
+            inputs, operation_fn=operation_fn
+        ),
+        name=model.name,
+    )
+
+
+def _replayed(model, replay, name):
+    """A functional model on fresh inputs like `model`'s (same shapes,
+    dtypes, names and structure), its outputs `replay(inputs)`."""
     inputs = [
-        keras.Input(
-            batch_shape=x.shape,
-            dtype=x.dtype,
-            name=x.name,
-        )
+        keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name)
         for x in model.inputs
     ]
-    # Private Keras API, as in `_rebuild`.
-    outputs = model._run_through_graph(inputs, operation_fn=operation_fn)
     return keras.Model(
         inputs=keras.tree.pack_sequence_as(model.input, inputs),
-        outputs=outputs,
-        name=model.name,
+        outputs=replay(inputs),
+        name=name,
     )
 
 
