@@ -123,9 +123,13 @@ def _track(dataset, image_size, num_parallel_calls):
     return dataset.map(read, num_parallel_calls=num_parallel_calls)
 
 
-def _check_positions(dataset, unreadable):
+def _check_positions(dataset, unreadable, length=None):
     """Names (`"error"`) or reports (`"skip"`) the files whose reading or
     decoding failed, and drops the sentinel.
+
+    With `"error"`, every one of the `length` files either arrives or stops
+    the pass, so the result is declared to hold `length` elements (the
+    filter would otherwise leave its length unknown to `cardinality()`).
 
     A decoding error cannot be caught inside a tf.data function, so the
     failed elements are dropped (`ignore_errors`) and found afterwards as
@@ -161,7 +165,10 @@ def _check_positions(dataset, unreadable):
 
     dataset = dataset.ignore_errors()
     dataset = dataset.scan(tf.constant(0, tf.int64), check)
-    return dataset.filter(lambda image, label: label >= 0)
+    dataset = dataset.filter(lambda image, label: label >= 0)
+    if unreadable == "error" and length is not None:
+        dataset = dataset.apply(tf.data.experimental.assert_cardinality(length))
+    return dataset
 
 
 def _log_skipped(path, count):
@@ -234,12 +241,14 @@ def _finish(
     num_parallel_calls,
     crop_padding,
     unreadable=None,
+    length=None,
 ):
     """`(encoded image, label)` elements, already shuffled if wanted, to
     augmented, batched and prefetched `(images, labels)`.
 
     With `unreadable` (`"error"` or `"skip"`), the elements are `_track`'s
-    and the files that fail to read or decode are named or skipped."""
+    (`length` files) and the files that fail to read or decode are named
+    or skipped."""
     # One stateless seed per example: reproducible for a given `seed`
     # whatever the parallelism, and new each epoch.
     seeds = tf.data.Dataset.random(
@@ -260,7 +269,7 @@ def _finish(
     )
     dataset = dataset.map(preprocess, num_parallel_calls=num_parallel_calls)
     if unreadable is not None:
-        dataset = _check_positions(dataset, unreadable)
+        dataset = _check_positions(dataset, unreadable, length)
     if drop_remainder is None:
         drop_remainder = bool(training)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
@@ -567,6 +576,7 @@ def image_folder(
         num_parallel_calls,
         crop_padding,
         unreadable,
+        length=len(files),
     )
     dataset.skipped_files = skipped
     return dataset, class_names

@@ -121,6 +121,23 @@ def test_image_folder_evaluation_reads_every_image_once(tmp_path):
     assert not unused
 
 
+def test_image_folder_knows_its_length(tmp_path):
+    # Six images: batches of 4 give 1 (training, remainder dropped) or 2
+    # (evaluation, kept), as iterating them does; examples/train.py reads
+    # the length to size an epoch.
+    make_folder(tmp_path)
+    arguments = dict(image_size=8, resize_size=8, batch_size=4)
+    for training, batches in ((True, 1), (False, 2)):
+        dataset, _ = data.image_folder(str(tmp_path), training, **arguments)
+        assert int(dataset.cardinality()) == batches
+        assert sum(1 for _ in dataset) == batches
+    # Skipping unreadable files at run time leaves the length unknown.
+    dataset, _ = data.image_folder(
+        str(tmp_path), True, unreadable="skip", **arguments
+    )
+    assert int(dataset.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+
+
 def make_classes(root, counts, size=4):
     """`counts[i]` PNG files in class folder `c{i}`; file `k` of class `i`
     holds the pixel value `i` (so an image gives its class back)."""
