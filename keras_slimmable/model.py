@@ -1,13 +1,19 @@
 """`SlimmableModel`: one network, several widths, switchable at run time."""
 
+import collections
+import math
 import threading
 
 import keras
 
 from keras_slimmable.layers import SlimmableLayer
+from keras_slimmable.layers.base import ScaledChannels
 from keras_slimmable.metrics import WidthMetrics
 from keras_slimmable.trainers import SlimmableTrainer
 from keras_slimmable.trainers import WeightCache
+from keras_slimmable.widths import ActiveWidth
+from keras_slimmable.widths import _float32
+from keras_slimmable.widths import _real_number
 from keras_slimmable.widths import implicit_width_allowed
 from keras_slimmable.widths import implicit_width_scope
 from keras_slimmable.widths import standardize_widths
@@ -40,13 +46,40 @@ def _with_compact_progress(callbacks):
     return callbacks
 
 
+class BoundedFunctions(collections.OrderedDict):
+    """Compiled functions by width, the least recently used dropped beyond
+    `capacity`: a model used at many widths (any width of its range)
+    keeps at most `capacity` compiled functions of each kind alive; a
+    dropped width is traced again if it comes back."""
+
+    def __init__(self, capacity):
+        super().__init__()
+        self.capacity = capacity
+
+    def get(self, key, default=None):
+        if key not in self:
+            return default
+        self.move_to_end(key)
+        return self[key]
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+
+
 class _FunctionCache:
     """Compiled functions per width, kept out of Keras and TF tracking."""
 
+    # Compiled inference (and predict) functions kept alive: every listed
+    # width of the zoo's models, and the most recently used other widths.
+    CAPACITY = 32
+
     def __init__(self):
         self.lock = threading.Lock()
-        self.predict = {}
-        self.inference = {}
+        self.predict = BoundedFunctions(self.CAPACITY)
+        self.inference = BoundedFunctions(self.CAPACITY)
         self.weights = WeightCache()
 
     def clear(self):
@@ -111,23 +144,38 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
     https://arxiv.org/abs/1812.08928).
     """
 
-    def __init__(self, inputs, outputs, widths, width=None, name=None, **kw):
+    def __init__(
+        self,
+        inputs,
+        outputs,
+        widths,
+        width=None,
+        width_range=None,
+        name=None,
+        **kw,
+    ):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kw)
         self._widths = standardize_widths(widths)
+        self._width_range = _standardize_range(width_range, self._widths)
         self._check_layer_widths()
         self._width = self._widths[-1]
         if width is not None:
             self.set_width(width)
         self._functions = _FunctionCache()
 
-    def _check_layer_widths(self):
-        expected = len(self._widths)
+    def _slimmable_layers(self):
         # Private Keras API: `_flatten_layers` reaches the layers of nested
         # models too (public `.layers` does not). Checked by
         # tests/test_keras_private_api.py.
-        for layer in self._flatten_layers(include_self=False):
-            if not isinstance(layer, SlimmableLayer):
-                continue
+        return [
+            layer
+            for layer in self._flatten_layers(include_self=False)
+            if isinstance(layer, SlimmableLayer)
+        ]
+
+    def _check_layer_widths(self):
+        expected = len(self._widths)
+        for layer in self._slimmable_layers():
             for attribute, value in layer.channel_config().items():
                 if isinstance(value, tuple) and len(value) != expected:
                     raise ValueError(
@@ -136,11 +184,36 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
                         f"{expected} widths {self._widths}. Give every "
                         "slimmable layer one entry per width."
                     )
+                if self._width_range is None:
+                    continue
+                if isinstance(value, tuple):
+                    raise ValueError(
+                        f"Layer '{layer.name}' lists one channel count per "
+                        f"width ({attribute}={value}), so it cannot run at "
+                        f"every width of width_range={self._width_range}. "
+                        "Give it a channel rule (ScaledChannels) or a "
+                        "fixed int."
+                    )
+                if isinstance(value, ScaledChannels) and _float32(
+                    value.max_width
+                ) < _float32(self._width_range[1]):
+                    raise ValueError(
+                        f"Layer '{layer.name}' has {attribute}={value!r}, "
+                        f"which ends below the model's width_range="
+                        f"{self._width_range}."
+                    )
 
     @property
     def widths(self):
         """The width multipliers this model runs at, ascending."""
         return self._widths
+
+    @property
+    def width_range(self):
+        """`(narrowest, widest)`: the model runs at any width in between
+        (not only at `widths`), or `None` for a model of listed widths
+        only."""
+        return self._width_range
 
     @property
     def width(self):
@@ -185,12 +258,16 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         """Makes `width` the default width.
 
         Args:
-            width: one of `self.widths`.
+            width: one of `self.widths`, or any width of `self.width_range`
+                for a model that has one.
 
         Raises:
-            ValueError: if `width` is not in `self.widths` (nothing changes).
+            ValueError: if the model does not run at `width` (nothing
+                changes).
         """
-        self._width = self._widths[width_index(self._widths, width)]
+        if width is None:
+            width_index(self._widths, width)  # raises, naming the widths
+        self._width = self._active_width(width).width
 
     def load_weights(self, filepath, skip_mismatch=False, **kwargs):
         """Loads weights, as `keras.Model.load_weights`, or changes nothing.
@@ -239,10 +316,33 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             fold_batch_norm=fold_batch_norm,
         )
 
-    def _width_index(self, width=None):
-        return width_index(
-            self._widths, self._width if width is None else width
-        )
+    def _active_width(self, width=None):
+        """The `ActiveWidth` a call at `width` (default: `self.width`)
+        runs at: a listed width with its position, or, for a model with a
+        width range, any width in it (position `None` unless listed).
+
+        Raises:
+            ValueError: naming the width, the list and the range.
+        """
+        width = self._width if width is None else width
+        if self._width_range is None:
+            index = width_index(self._widths, width)
+            return ActiveWidth(self._widths[index], index)
+        value = _real_number(width)
+        low, high = self._width_range
+        if value is None or not (
+            _float32(low) <= _float32(value) <= _float32(high)
+        ):
+            raise ValueError(
+                f"Unknown width {width!r}: this model runs at any width in "
+                f"[{low}, {high}] (its range; listed widths {self._widths})."
+                " Pass a number in that range."
+            )
+        try:
+            index = width_index(self._widths, value)
+        except ValueError:
+            return ActiveWidth(value, None)
+        return ActiveWidth(self._widths[index], index)
 
     def call(self, inputs, training=None, mask=None, width=None):
         """Runs the model at `width` (defaults to `self.width`).
@@ -268,17 +368,17 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
                 "or call the model eagerly or through `predict`, which "
                 "follow `set_width`."
             )
-        index = self._width_index(width)
-        return self._run_at_width(inputs, index, training=training, mask=mask)
+        active = self._active_width(width)
+        return self._run_at_width(inputs, active, training=training, mask=mask)
 
-    def _forward(self, inputs, index, training=None, mask=None):
-        """The functional graph, run at the width `index`."""
-        with width_scope(index, width=self._widths[index]):
+    def _forward(self, inputs, active, training=None, mask=None):
+        """The functional graph, run at the `ActiveWidth` `active`."""
+        with width_scope(active.index, width=active.width):
             return super().call(inputs, training=training, mask=mask)
 
     def compute_output_spec(self, inputs, training=None, mask=None, width=None):
-        index = self._width_index(width)
-        with width_scope(index, self._widths[index]), implicit_width_scope():
+        active = self._active_width(width)
+        with width_scope(active.index, active.width), implicit_width_scope():
             return super().compute_output_spec(
                 inputs, training=training, mask=mask
             )
@@ -370,6 +470,8 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         config["trainable"] = self.trainable
         config["widths"] = list(self._widths)
         config["width"] = self._width
+        if self._width_range is not None:
+            config["width_range"] = list(self._width_range)
         return config
 
     @classmethod
@@ -377,11 +479,42 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         config = dict(config)
         widths = config.pop("widths")
         width = config.pop("width", None)
+        width_range = config.pop("width_range", None)
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
         return cls(
             inputs=graph.input,
             outputs=graph.output,
             widths=widths,
             width=width,
+            width_range=width_range,
             name=graph.name,
         )
+
+
+def _standardize_range(width_range, widths):
+    """`width_range` as `(low, high)` floats, or `None`."""
+    if width_range is None:
+        return None
+    try:
+        low, high = (_real_number(w) for w in width_range)
+    except (TypeError, ValueError):
+        low = high = None
+    if (
+        low is None
+        or high is None
+        or not (math.isfinite(low) and math.isfinite(high))
+        or not 0 < low <= high
+    ):
+        raise ValueError(
+            "`width_range` must be a pair (narrowest, widest) of positive "
+            f"numbers, e.g. (0.25, 1.0). Received: width_range={width_range!r}"
+        )
+    outside = [
+        w for w in widths if not _float32(low) <= _float32(w) <= _float32(high)
+    ]
+    if outside:
+        raise ValueError(
+            f"The widths {outside} lie outside width_range={width_range!r}: "
+            "every listed width must be in the range."
+        )
+    return (low, high)

@@ -206,7 +206,8 @@ def test_eager_inference_runs_the_widths_compiled_function():
         expected = model.predict(x, verbose=0) if w == model.width else None
         out = model(x, width=w)
         index = ks.widths.width_index(WIDTHS, w)
-        assert (index, True) in model._functions.inference
+        active = ks.widths.ActiveWidth(w, index)
+        assert (active, True) in model._functions.inference
         if expected is not None:
             np.testing.assert_allclose(np.array(out), expected, atol=1e-5)
     # Other input dtypes are converted like Keras does.

@@ -1,9 +1,9 @@
 """Eager inference reads cached weight slices, and they are never stale.
 
 The reference for every output here is the model's graph-slicing path
-(`_inference_function(index)`, the code training runs), called on the same
-weights; the cache must agree with it exactly, after every way of writing
-the weights.
+(`_inference_function(active width)`, the code training runs), called on
+the same weights; the cache must agree with it exactly, after every way of
+writing the weights.
 """
 
 import threading
@@ -57,8 +57,8 @@ def images(n=4, seed=1):
 
 def graph_slicing(model, x, width):
     """The output of the uncached path: slices taken in the graph."""
-    index = model.widths.index(width)
-    return np.asarray(model._inference_function(index)(tf.constant(x)))
+    active = model._active_width(width)
+    return np.asarray(model._inference_function(active)(tf.constant(x)))
 
 
 def assert_matches_graph_slicing(model, x):

@@ -34,8 +34,8 @@ class SlimmableTrainerBase:
         with implicit_width_scope():
             return super().predict_step(*args, **kwargs)
 
-    def _run_at_width(self, inputs, index, training=None, mask=None):
-        return self._forward(inputs, index, training=training, mask=mask)
+    def _run_at_width(self, inputs, active, training=None, mask=None):
+        return self._forward(inputs, active, training=training, mask=mask)
 
     # Private Keras trainer state used below, because the per-width losses
     # must be the very ones `compile` configured and `fit` logs:

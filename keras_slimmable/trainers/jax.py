@@ -100,29 +100,29 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             and isinstance(args[0], (np.ndarray, jax.Array))
             and not isinstance(args[0], jax.core.Tracer)
         ):
-            index = self._width_index(kwargs.get("width"))
-            return self._run_at_width(args[0], index)
+            active = self._active_width(kwargs.get("width"))
+            return self._run_at_width(args[0], active)
         return super().__call__(*args, **kwargs)
 
-    def _run_at_width(self, inputs, index, training=None, mask=None):
-        """Eager inference runs width `index`'s jitted function, given the
+    def _run_at_width(self, inputs, active, training=None, mask=None):
+        """Eager inference runs the width's jitted function, given the
         variables' current values (so never stale, never retraced)."""
         if training or mask is not None or self._is_tracing(inputs):
-            return self._forward(inputs, index, training=training, mask=mask)
-        return self._inference_function(index)(
+            return self._forward(inputs, active, training=training, mask=mask)
+        return self._inference_function(active)(
             [v.value for v in self.trainable_variables],
             [v.value for v in self.non_trainable_variables],
             inputs,
         )
 
-    def _inference_function(self, index):
+    def _inference_function(self, active):
         cache = self._functions
-        function = cache.inference.get(index)
+        function = cache.inference.get(active)
         if function is None:
             with cache.lock:
-                function = cache.inference.get(index)
+                function = cache.inference.get(active)
                 if function is None:
-                    width = self.widths[index]
+                    width = active.width
 
                     def infer(trainable, non_trainable, inputs):
                         outputs, _ = self.stateless_call(
@@ -135,7 +135,7 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
                         return outputs
 
                     function = jax.jit(infer)
-                    cache.inference[index] = function
+                    cache.inference[active] = function
         return function
 
     # Training -----------------------------------------------------------

@@ -17,7 +17,7 @@ from keras_slimmable.trainers.base import _batch_size
 
 
 class _WidthFunction:
-    """`forward(inputs, index, training=False)` for one width `index`.
+    """`forward(inputs, active, training=False)` for one `ActiveWidth`.
 
     A callable object per width, not a closure: TF counts retracing per
     code object, and one trace per width is not retracing. Nor a
@@ -25,12 +25,12 @@ class _WidthFunction:
     (S-MobileNet v1, batch 1).
     """
 
-    def __init__(self, forward, index):
+    def __init__(self, forward, active):
         self._forward = forward
-        self._index = index
+        self._active = active
 
     def __call__(self, inputs):
-        return self._forward(inputs, self._index, training=False)
+        return self._forward(inputs, self._active, training=False)
 
 
 class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
@@ -64,7 +64,7 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
             inputs, (tf.Tensor, np.ndarray)
         ):
             return None
-        index = self._width_index(width)  # raises for an unknown width
+        active = self._active_width(width)  # raises for an unknown width
         model_input = self.inputs[0]
         tensor = tf.convert_to_tensor(inputs)
         if tensor.dtype != model_input.dtype:
@@ -74,26 +74,33 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
         if not tensor.shape.is_compatible_with(model_input.shape):
             return None
         cache = self._functions.weights
-        if cache.enabled and tf.config.experimental.get_synchronous_execution():
-            function = self._inference_function(index, cached=True)
-            outputs = cache.run(function, index, tensor)
+        # Cached slices for the listed widths only: a model used at many
+        # widths of its range would otherwise keep a copy per width.
+        if (
+            cache.enabled
+            and active.index is not None
+            and tf.config.experimental.get_synchronous_execution()
+        ):
+            function = self._inference_function(active, cached=True)
+            outputs = cache.run(function, active.index, tensor)
             if outputs is not None:
                 return outputs
-        return self._inference_function(index)(tensor)
+        return self._inference_function(active)(tensor)
 
-    def _run_at_width(self, inputs, index, training=None, mask=None):
-        """Runs width `index`; eager inference goes through a compiled
+    def _run_at_width(self, inputs, active, training=None, mask=None):
+        """Runs at `active`; eager inference goes through a compiled
         function per width (switching widths never retraces)."""
         if training or mask is not None or not tf.executing_eagerly():
-            return self._forward(inputs, index, training=training, mask=mask)
-        return self._inference_function(index)(inputs)
+            return self._forward(inputs, active, training=training, mask=mask)
+        return self._inference_function(active)(inputs)
 
-    def _inference_function(self, index, cached=False):
-        """Width `index`'s compiled inference function. `cached=True`:
-        the one reading cached weight slices (see `weight_cache.py`),
-        which also returns the reads of their sources."""
+    def _inference_function(self, active, cached=False):
+        """The compiled inference function of the `ActiveWidth` `active`.
+        `cached=True`: the one reading cached weight slices (see
+        `weight_cache.py`), which also returns the reads of their
+        sources."""
         cache = self._functions
-        key = (index, cached)
+        key = (active, cached)
         function = cache.inference.get(key)
         if function is None:
             with cache.lock:
@@ -101,7 +108,7 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
                 if function is None:
                     forward = self._cached_forward if cached else self._forward
                     function = tf.function(
-                        _WidthFunction(forward, index),
+                        _WidthFunction(forward, active),
                         reduce_retracing=True,
                         autograph=False,
                         jit_compile=False,
@@ -109,10 +116,10 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
                     cache.inference[key] = function
         return function
 
-    def _cached_forward(self, inputs, index, training=False):
+    def _cached_forward(self, inputs, active, training=False):
         return self._functions.weights.trace(
-            index,
-            functools.partial(self._forward, inputs, index, training=training),
+            active.index,
+            functools.partial(self._forward, inputs, active, training=training),
         )
 
     def make_train_function(self, force=False):
