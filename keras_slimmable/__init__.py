@@ -37,6 +37,7 @@ _EXPORTS = {
     "SlimmableGroupedConv2D": "keras_slimmable.layers",
     "SlimmableLayer": "keras_slimmable.layers",
     "SwitchableBatchNormalization": "keras_slimmable.layers",
+    "UniversalBatchNormalization": "keras_slimmable.layers",
     "SlimmableModel": "keras_slimmable.model",
     "measure_latency": "keras_slimmable.profiling",
     "profile": "keras_slimmable.profiling",

@@ -291,6 +291,237 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
                 variable.assign(value)
             raise
 
+    @property
+    def calibrated_widths(self):
+        """The widths every universal batch norm has statistics for,
+        ascending (`()` for a model without universal batch norms)."""
+        layers = self._universal_batch_norms()
+        if not layers:
+            return ()
+        common = set.intersection(
+            *(
+                {_float32(w) for w in layer.calibrated_widths}
+                for layer in layers
+            )
+        )
+        return tuple(
+            sorted(
+                w for w in layers[0].calibrated_widths if _float32(w) in common
+            )
+        )
+
+    def _universal_batch_norms(self):
+        from keras_slimmable.layers import UniversalBatchNormalization
+
+        return [
+            layer
+            for layer in self._slimmable_layers()
+            if isinstance(layer, UniversalBatchNormalization)
+        ]
+
+    def set_uncalibrated_batch_norm(self, mode):
+        """What inference at a width without batch-norm statistics does.
+
+        Args:
+            mode: `"error"` (the default: an error saying how to
+                calibrate) or `"batch_statistics"` (normalize with the
+                statistics of the batch being predicted, which makes a
+                prediction depend on the rest of its batch).
+        """
+        layers = self._universal_batch_norms()
+        if mode not in ("error", "batch_statistics"):
+            raise ValueError(
+                "`mode` must be 'error' or 'batch_statistics'. Received: "
+                f"mode={mode!r}"
+            )
+        for layer in layers:
+            layer.uncalibrated = mode
+        self._forget_compiled_functions()
+
+    def _forget_compiled_functions(self):
+        """Drops every compiled function: the next call traces again (after
+        the model's state changed shape, or a layer's behaviour)."""
+        self._functions.clear()
+        self._functions.weights.release()
+        self.train_function = None
+        self.test_function = None
+        self.predict_function = None
+
+    def calibrate_batch_norm(
+        self, widths, data, steps=None, batch_size=32, verbose="auto"
+    ):
+        """Recomputes the batch-norm statistics of `widths` from `data`.
+
+        The post-training calibration of universally slimmable networks (Yu
+        & Huang, ICCV 2019): for each width, the statistics are reset and
+        replaced by the average, over the batches, of each batch's
+        per-channel mean and (unbiased) variance, every width run on every
+        batch, widest first. Nothing else changes: the weights, the other
+        widths' statistics, and the rest of the model (it runs in inference
+        mode: dropout off; Keras's own `BatchNormalization` layers, shared
+        by all widths, keep their statistics).
+
+        A width of the model's range without statistics gets them: it is
+        then calibrated, saved with the model and runs at inference. A
+        switchable batch norm (`SwitchableBatchNormalization`) is
+        recalibrated too, for the model's listed widths.
+
+        Args:
+            widths: the widths to calibrate (each in `widths` or in
+                `width_range`).
+            data: the images: an array of shape `(n, *input_shape)`
+                (split into batches of `batch_size`), or an iterable of
+                batches, each images or an `(images, labels, ...)` tuple
+                (a `tf.data.Dataset`, a generator, a list). Use training
+                images, preprocessed as for training or evaluation.
+            steps: the number of batches to use. Defaults to all of
+                `data` (which must then end).
+            batch_size: the batch size for an array. Defaults to `32`.
+            verbose: `"auto"`, `0` or `1`: a progress bar. Defaults to
+                `"auto"` (a bar).
+
+        Raises:
+            ValueError: for a width the model does not run at, data of the
+                wrong shape or type, no data, or a model without
+                slimmable batch norms. The model is then left exactly as
+                it was.
+        """
+        from keras_slimmable.layers.normalization import calibration_scope
+
+        actives = self._calibration_widths(widths)
+        layers = [
+            layer
+            for layer in self._slimmable_layers()
+            if hasattr(layer, "calibration_statistics")
+            and not getattr(layer, "shared", False)
+        ]
+        if not layers:
+            raise ValueError(
+                f"Model '{self.name}' has no slimmable batch norms to "
+                "calibrate."
+            )
+        batches = self._calibration_batches(data, steps, batch_size)
+        # Everything is checked: now the statistics change, and are put
+        # back as they were if anything fails on the way.
+        added = {
+            id(layer): [
+                a.width
+                for a in actives
+                if getattr(layer, "_slot", None) is not None
+                and layer._slot(a.width) is None
+            ]
+            for layer in layers
+        }
+        variables = [
+            v for layer in layers for v in layer.non_trainable_variables
+        ]
+        saved = [keras.ops.convert_to_numpy(v) for v in variables]
+        try:
+            statistics = [
+                [layer.calibration_statistics(active) for layer in layers]
+                for active in actives
+            ]
+            for pairs in statistics:
+                for mean, variance in pairs:
+                    mean.assign(keras.ops.zeros_like(mean))
+                    variance.assign(keras.ops.zeros_like(variance))
+            progress = keras.utils.Progbar(
+                len(batches), verbose=0 if verbose == 0 else 1
+            )
+            with calibration_scope():
+                for step, images in enumerate(batches):
+                    for active in actives:
+                        self._forward(images, active, training=False)
+                    progress.update(step + 1)
+            for pairs in statistics:
+                for mean, variance in pairs:
+                    mean.assign(mean / len(batches))
+                    variance.assign(variance / len(batches))
+        except BaseException:
+            for variable, value in zip(variables, saved):
+                variable.assign(value)
+            for layer in layers:
+                for width in reversed(added[id(layer)]):
+                    layer.drop_calibrated_width(width)
+            raise
+        finally:
+            self._forget_compiled_functions()
+
+    def _calibration_widths(self, widths):
+        """The widths to calibrate, as `ActiveWidth`s, widest first."""
+        if isinstance(widths, (str, bytes)) or not hasattr(widths, "__iter__"):
+            widths = [widths]
+        actives = {}
+        for width in widths:
+            active = self._active_width(width)
+            actives.setdefault(_float32(active.width), active)
+        if not actives:
+            raise ValueError(
+                "`widths` must name at least one width to calibrate. "
+                f"Received: widths={widths!r}"
+            )
+        return sorted(actives.values(), key=lambda a: -a.width)
+
+    def _calibration_batches(self, data, steps, batch_size):
+        """The calibration images, batch by batch, checked against the
+        model's input (read before anything changes)."""
+        import numpy as np
+
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int) or steps < 1
+        ):
+            raise ValueError(
+                f"`steps` must be a positive int or None. Received: {steps!r}"
+            )
+        if hasattr(data, "shape") and hasattr(data, "dtype"):
+            array = np.asarray(data)
+            data = [
+                array[start : start + batch_size]
+                for start in range(0, len(array), batch_size)
+            ]
+        elif hasattr(data, "as_numpy_iterator"):
+            data = data.as_numpy_iterator()
+        expected = tuple(self.inputs[0].shape[1:])
+        batches = []
+        for batch in data:
+            if steps is not None and len(batches) == steps:
+                break
+            if isinstance(batch, (tuple, list)):
+                batch = batch[0]
+            images = np.asarray(batch)
+            if (
+                images.ndim != len(expected) + 1
+                or any(
+                    e is not None and e != d
+                    for e, d in zip(expected, images.shape[1:])
+                )
+                or not len(images)
+            ):
+                raise ValueError(
+                    f"Calibration batch {len(batches)} has shape "
+                    f"{images.shape}; model '{self.name}' takes images of "
+                    f"shape (batch, {', '.join(map(str, expected))})."
+                )
+            if not np.issubdtype(images.dtype, np.floating) and not (
+                np.issubdtype(images.dtype, np.integer)
+            ):
+                raise ValueError(
+                    f"Calibration batch {len(batches)} has dtype "
+                    f"{images.dtype}; expected images of a float (or int) "
+                    "dtype."
+                )
+            batches.append(images.astype(self.inputs[0].dtype))
+        if not batches:
+            raise ValueError(
+                "`data` holds no batch to calibrate with. Pass a few batches "
+                "of training images."
+            )
+        if steps is not None and len(batches) < steps:
+            raise ValueError(
+                f"`data` ended after {len(batches)} batches; steps={steps}."
+            )
+        return batches
+
     def materialize(self, width=None, fold_batch_norm=False):
         """A plain Keras model of one width, holding only its weights.
 

@@ -11,6 +11,7 @@ from keras_slimmable.layers.convolution import SlimmableDepthwiseConv2D
 from keras_slimmable.layers.convolution import SlimmableGroupedConv2D
 from keras_slimmable.layers.dense import SlimmableDense
 from keras_slimmable.layers.normalization import SwitchableBatchNormalization
+from keras_slimmable.layers.normalization import UniversalBatchNormalization
 from keras_slimmable.layers.shuffle import ChannelShuffle
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "SlimmableGroupedConv2D",
     "SlimmableLayer",
     "SwitchableBatchNormalization",
+    "UniversalBatchNormalization",
 ]
