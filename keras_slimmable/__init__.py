@@ -28,6 +28,7 @@ _EXPORTS = {
     "export": "keras_slimmable.export",
     "layers": "keras_slimmable.layers",
     "recipes": "keras_slimmable.recipes",
+    "sandwich": "keras_slimmable.sandwich",
     "zoo": "keras_slimmable.zoo",
     "load_reference_checkpoint": "keras_slimmable.zoo",
     "ScaledChannels": "keras_slimmable.layers",
@@ -38,6 +39,7 @@ _EXPORTS = {
     "SlimmableLayer": "keras_slimmable.layers",
     "SwitchableBatchNormalization": "keras_slimmable.layers",
     "UniversalBatchNormalization": "keras_slimmable.layers",
+    "SandwichRule": "keras_slimmable.sandwich",
     "SlimmableModel": "keras_slimmable.model",
     "measure_latency": "keras_slimmable.profiling",
     "profile": "keras_slimmable.profiling",
@@ -57,6 +59,7 @@ def _import_serializables():
     from keras_slimmable import layers  # noqa: F401
     from keras_slimmable import model  # noqa: F401
     from keras_slimmable import recipes  # noqa: F401
+    from keras_slimmable import sandwich  # noqa: F401
 
 
 # `sys.argv[0]` is "-m" exactly while `python -m` locates its module.

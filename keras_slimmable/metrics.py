@@ -1,5 +1,7 @@
 """Per-width loss and compiled metrics for `SlimmableModel`."""
 
+import contextlib
+
 import keras
 
 from keras_slimmable.widths import width_name
@@ -20,6 +22,8 @@ class WidthMetrics(keras.metrics.Metric):
 
     Args:
         widths: the model's width list.
+        extra_names: names of entries after the widths' (e.g.
+            `("sampled",)`).
         metrics, weighted_metrics: as given to `compile`.
         output_names: the model's output names, for multi-output models.
         regularized: whether to report `regularization_loss`.
@@ -32,6 +36,7 @@ class WidthMetrics(keras.metrics.Metric):
         weighted_metrics,
         output_names=None,
         regularized=False,
+        extra_names=(),
     ):
         super().__init__(name="width_metrics")
         # Imported here: a private Keras module, used for the same metric
@@ -39,7 +44,12 @@ class WidthMetrics(keras.metrics.Metric):
         from keras.src.trainers.compile_utils import CompileMetrics
 
         self.widths = tuple(widths)
+        # Entries beyond the widths (`"sampled"`: the sandwich rule's drawn
+        # widths) come after them; `reported` says which entries `result`
+        # shows (all, unless a trainer narrows it while it traces).
         self.width_names = [width_name(w) for w in self.widths]
+        self.width_names += list(extra_names)
+        self.reported = None
         self.loss_trackers = [
             keras.metrics.Mean(name=f"{name}_loss") for name in self.width_names
         ]
@@ -56,7 +66,7 @@ class WidthMetrics(keras.metrics.Metric):
                     _own_copies(weighted_metrics),
                     output_names=output_names,
                 )
-                for _ in self.widths
+                for _ in self.width_names
             ]
 
     @property
@@ -116,9 +126,21 @@ class WidthMetrics(keras.metrics.Metric):
         for compiled in self.compiled:
             compiled.reset_state()
 
+    @contextlib.contextmanager
+    def reporting(self, entries):
+        """Within it, `result` shows only the entries `entries` (positions
+        in `width_names`): those a training step updates."""
+        previous, self.reported = self.reported, tuple(entries)
+        try:
+            yield
+        finally:
+            self.reported = previous
+
     def result(self):
         results = {}
         for index, name in enumerate(self.width_names):
+            if self.reported is not None and index not in self.reported:
+                continue
             results[f"{name}_loss"] = self.loss_trackers[index].result()
             if self.compiled:
                 for key, value in self.compiled[index].result().items():

@@ -162,6 +162,18 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         if width is not None:
             self.set_width(width)
         self._functions = _FunctionCache()
+        self._sandwich_rule = None
+        self._distill_from_logits = None
+
+    @property
+    def sandwich_rule(self):
+        """The `SandwichRule` given to `compile`, or `None`."""
+        return self._sandwich_rule
+
+    @property
+    def inplace_distillation(self):
+        """Whether `compile` asked for inplace distillation."""
+        return self._distill_from_logits is not None
 
     def _slimmable_layers(self):
         # Private Keras API: `_flatten_layers` reaches the layers of nested
@@ -423,8 +435,10 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             ]
             for pairs in statistics:
                 for mean, variance in pairs:
-                    mean.assign(keras.ops.zeros_like(mean))
-                    variance.assign(keras.ops.zeros_like(variance))
+                    mean.assign(keras.ops.zeros(mean.shape, mean.dtype))
+                    variance.assign(
+                        keras.ops.zeros(variance.shape, variance.dtype)
+                    )
             progress = keras.utils.Progbar(
                 len(batches), verbose=0 if verbose == 0 else 1
             )
@@ -435,8 +449,10 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
                     progress.update(step + 1)
             for pairs in statistics:
                 for mean, variance in pairs:
-                    mean.assign(mean / len(batches))
-                    variance.assign(variance / len(batches))
+                    mean.assign(keras.ops.divide(mean.value, len(batches)))
+                    variance.assign(
+                        keras.ops.divide(variance.value, len(batches))
+                    )
         except BaseException:
             for variable, value in zip(variables, saved):
                 variable.assign(value)
@@ -556,6 +572,8 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             ValueError: naming the width, the list and the range.
         """
         width = self._width if width is None else width
+        if isinstance(width, ActiveWidth):
+            return self._check_active(width)
         if self._width_range is None:
             index = width_index(self._widths, width)
             return ActiveWidth(self._widths[index], index)
@@ -602,14 +620,30 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         active = self._active_width(width)
         return self._run_at_width(inputs, active, training=training, mask=mask)
 
+    def _check_active(self, active):
+        """An `ActiveWidth` given as `width=` (by the trainers): a sampled
+        one needs a width range; any other must be one the model runs at."""
+        if active.sampled is None:
+            return self._active_width(active.width)
+        if self._width_range is None:
+            raise ValueError(
+                f"Model '{self.name}' runs at its listed widths only "
+                f"{self._widths}: a width drawn at random needs a "
+                "`width_range`."
+            )
+        return active
+
     def _forward(self, inputs, active, training=None, mask=None):
         """The functional graph, run at the `ActiveWidth` `active`."""
-        with width_scope(active.index, width=active.width):
+        with width_scope(active.index, active.width, active.sampled):
             return super().call(inputs, training=training, mask=mask)
 
     def compute_output_spec(self, inputs, training=None, mask=None, width=None):
         active = self._active_width(width)
-        with width_scope(active.index, active.width), implicit_width_scope():
+        with (
+            width_scope(active.index, active.width, active.sampled),
+            implicit_width_scope(),
+        ):
             return super().compute_output_spec(
                 inputs, training=training, mask=mask
             )
@@ -620,13 +654,41 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         loss=None,
         metrics=None,
         weighted_metrics=None,
+        sandwich_rule=None,
+        inplace_distillation=False,
         **kwargs,
     ):
         """Configures training, as `keras.Model.compile`.
 
         `loss`, `metrics` and `weighted_metrics` apply to every width; the
         logs report each of them per width.
+
+        Args:
+            sandwich_rule: `None` (the default) trains every listed width
+                at each step (Algorithm 1 of the slimmable networks). A
+                `keras_slimmable.SandwichRule` (or an int, its
+                `num_widths`) trains the widest and narrowest widths of
+                `width_range` and `num_widths - 2` widths drawn at random
+                in it (universally slimmable networks); the logs report
+                the two ends and, as `sampled_...`, the drawn widths.
+            inplace_distillation: train every width but the widest on the
+                widest's predictions (soft targets without gradient to the
+                widest) instead of the labels. Needs a categorical
+                cross-entropy `loss`. Defaults to `False`.
+            **kwargs: as for `keras.Model.compile`.
         """
+        from keras_slimmable import sandwich
+
+        rule = sandwich.standardize_sandwich_rule(sandwich_rule)
+        sampled = self._check_sandwich_rule(rule)
+        if not isinstance(inplace_distillation, bool):
+            raise ValueError(
+                "`inplace_distillation` must be True or False. Received: "
+                f"inplace_distillation={inplace_distillation!r}"
+            )
+        distill_from_logits = None
+        if inplace_distillation:
+            distill_from_logits = sandwich.distillation_from_logits(loss)
         super().compile(
             optimizer=optimizer,
             loss=loss,
@@ -634,17 +696,49 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             weighted_metrics=weighted_metrics,
             **kwargs,
         )
+        self._sandwich_rule = rule
+        self._distill_from_logits = distill_from_logits
+        # Saved with the model, so `compile_from_config` restores them.
+        self._compile_config.config.update(
+            sandwich_rule=rule, inplace_distillation=inplace_distillation
+        )
         width_metrics = WidthMetrics(
             self._widths,
             metrics,
             weighted_metrics,
             output_names=getattr(self, "output_names", None),
             regularized=bool(self.losses),
+            extra_names=("sampled",) if sampled else (),
         )
         # Bypass attribute tracking, as Keras does for its compiled metrics:
         # they are reported through `self.metrics`, not as a sub-metric.
         object.__setattr__(self, "_compile_metrics", width_metrics)
-        self._functions.clear()
+        self._forget_compiled_functions()
+
+    def _check_sandwich_rule(self, rule):
+        """Whether `rule` draws widths; raises if the model cannot train
+        with it."""
+        if rule is None:
+            return False
+        if self._width_range is None:
+            raise ValueError(
+                f"The sandwich rule trains widths drawn in the model's "
+                f"width range, and model '{self.name}' has none (it runs at "
+                f"its listed widths {self._widths}). Build it with "
+                "`width_range`, or compile without `sandwich_rule`."
+            )
+        missing = [
+            w
+            for w in self._width_range
+            if _float32(w) not in {_float32(v) for v in self._widths}
+        ]
+        if missing:
+            raise ValueError(
+                f"The sandwich rule trains the ends of width_range="
+                f"{self._width_range} and logs them as listed widths: list "
+                f"{missing} in the model's `widths` {self._widths}."
+            )
+        return rule.num_sampled > 0
 
     def fit(
         self,

@@ -169,22 +169,32 @@ def width_name(width, separator="."):
     return "w" + repr(float(width)).replace(".", separator)
 
 
-class ActiveWidth(collections.namedtuple("ActiveWidth", ["width", "index"])):
+class ActiveWidth(
+    collections.namedtuple(
+        "ActiveWidth", ["width", "index", "sampled"], defaults=(None,)
+    )
+):
     """The width a forward pass runs at.
 
     Attributes:
         width: the width multiplier (a float), or `None` where only the
-            position is known.
+            position is known (or for a sampled width).
         index: the position of the width in the model's width list (which
             selects a per-width channel tuple entry and a width's private
             batch norm), or `None` for a width outside the list.
+        sampled: `None`, or a scalar float32 tensor: a width drawn at
+            random inside a compiled training step (the sandwich rule),
+            which the trainers pass as `width=`. Layers then compute at
+            their widest and zero the channels beyond the width's count
+            (`layers.base.mask_sampled`), so one trace serves every drawn
+            width.
     """
 
     __slots__ = ()
 
 
 @contextlib.contextmanager
-def width_scope(index=None, width=None):
+def width_scope(index=None, width=None, sampled=None):
     """Makes a width active for the layers called inside.
 
     Args:
@@ -192,7 +202,10 @@ def width_scope(index=None, width=None):
             `None` for a width outside it.
         width: the width multiplier itself, e.g. `0.5`. Optional when
             `index` is given (layers with per-width channel tuples need
-            only the position); required when it is not.
+            only the position); required when it is not (unless
+            `sampled`).
+        sampled: a scalar float32 tensor, a width drawn at run time (see
+            `ActiveWidth.sampled`). Defaults to `None`.
 
     Example:
 
@@ -214,12 +227,12 @@ def width_scope(index=None, width=None):
                 f"A width must be a positive number. Received: width={width!r}"
             )
         width = value
-    elif index is None:
+    elif index is None and sampled is None:
         raise ValueError(
             "`width_scope` needs the width's `index` in the model's list, "
             "its `width`, or both. Received: index=None, width=None"
         )
-    token = _ACTIVE_WIDTH.set(ActiveWidth(width, index))
+    token = _ACTIVE_WIDTH.set(ActiveWidth(width, index, sampled))
     try:
         yield
     finally:

@@ -206,6 +206,24 @@ class ScaledChannels:
         self.max_width = float(max_width)
         self.max_channels = self._count(self.max_width)
 
+    def count_tensor(self, width):
+        """The channel count at `width`, a float32 scalar tensor (a width
+        drawn at run time), as an int32 tensor.
+
+        Computed in float32: it can differ from the rule's double-precision
+        count only where `full * width / ratio` lies within float32
+        round-off of a rounding boundary (a measure-zero set of widths for
+        a width drawn at random).
+        """
+        width = ops.minimum(ops.cast(width, "float32"), self.max_width)
+        scaled = ops.divide(ops.multiply(width, float(self.full)), self.ratio)
+        if self.rounding == "int":
+            count = ops.maximum(ops.floor(scaled), 1.0)
+        else:
+            count = ops.maximum(ops.floor((scaled + 4.0) / 8.0) * 8.0, 1.0)
+            count = ops.where(count < 0.9 * scaled, count + 8.0, count)
+        return ops.cast(count * self.ratio, "int32")
+
     def _count(self, width):
         # Double precision, in this order (full * width, then / ratio): the
         # reference's arithmetic, which float32 would change at some widths.
@@ -392,6 +410,15 @@ def channels_at(value, layer_name, width=None):
     active = active_width() if width is None else width
     if active is None:
         return max_channels(value)
+    if active.sampled is not None:
+        # Computed at the widest; `mask_sampled` zeroes the rest.
+        if not isinstance(value, ScaledChannels):
+            raise ValueError(
+                f"Layer '{layer_name}' lists one channel count per width "
+                f"({value}), so it cannot run at a width drawn at random: "
+                "give it a channel rule, e.g. ScaledChannels(full_channels)."
+            )
+        return value.max_channels
     if isinstance(value, ScaledChannels):
         if active.width is None:
             raise ValueError(
@@ -414,6 +441,25 @@ def channels_at(value, layer_name, width=None):
             "needs one channel count per width of the model."
         )
     return value[active.index]
+
+
+def mask_sampled(outputs, value):
+    """`outputs` with the channels beyond the active sampled width's count
+    zeroed (see `ActiveWidth.sampled`); unchanged for any other width.
+
+    Zeroed channels behave as absent ones for everything downstream: a
+    convolution adds nothing from them, so the channels kept equal those
+    of the narrower network, and so do the gradients of the shared weights
+    (zero for the weights of the zeroed channels).
+    """
+    active = active_width()
+    if active is None or active.sampled is None:
+        return outputs
+    if not isinstance(value, ScaledChannels):
+        return outputs  # an int: the same count at every width
+    count = value.count_tensor(active.sampled)
+    mask = ops.arange(value.max_channels, dtype="int32") < count
+    return ops.multiply(outputs, ops.cast(mask, outputs.dtype))
 
 
 def max_channels(value):

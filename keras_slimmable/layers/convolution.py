@@ -18,6 +18,7 @@ from keras_slimmable.layers.base import active_weights
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
 from keras_slimmable.layers.base import config_padding
+from keras_slimmable.layers.base import mask_sampled
 from keras_slimmable.layers.base import max_channels
 from keras_slimmable.layers.base import normalize_tuple
 from keras_slimmable.layers.base import pad_inputs
@@ -26,6 +27,7 @@ from keras_slimmable.layers.base import standardize_channels
 from keras_slimmable.layers.base import standardize_padding
 from keras_slimmable.layers.base import weight_arguments_config
 from keras_slimmable.layers.base import weight_prefix
+from keras_slimmable.widths import active_width
 
 
 class _SlimmableConvolution(SlimmableLayer):
@@ -239,7 +241,8 @@ class SlimmableConv2D(_SlimmableConvolution):
             padding=padding,
             dilation_rate=self.dilation_rate,
         )
-        return self._finish(outputs, self._bias_prefix(channels_out))
+        outputs = self._finish(outputs, self._bias_prefix(channels_out))
+        return mask_sampled(outputs, self.filters)
 
     def channel_config(self):
         return {"filters": self.filters}
@@ -357,6 +360,13 @@ class SlimmableGroupedConv2D(_SlimmableConvolution):
         ]
 
     def call(self, inputs):
+        active = active_width()
+        if active is not None and active.sampled is not None:
+            raise ValueError(
+                f"Layer '{self.name}': a grouped convolution keeps a prefix "
+                "of every group, which a width drawn at random (the "
+                "sandwich rule) does not support."
+            )
         channels_in = inputs.shape[-1]
         channels_out = channels_at(self.filters, self.name)
         columns = self._group_columns(channels_out)
@@ -574,7 +584,17 @@ class SlimmableDepthwiseConv2D(_SlimmableConvolution):
             padding=padding,
             dilation_rate=self.dilation_rate,
         )
-        return self._finish(outputs, self._bias_prefix(channels))
+        outputs = self._finish(outputs, self._bias_prefix(channels))
+        if self.channels is None:
+            active = active_width()
+            if self.bias is not None and active and active.sampled is not None:
+                raise ValueError(
+                    f"Layer '{self.name}' has a bias but no `channels`: at a "
+                    "width drawn at random it cannot tell which channels "
+                    "are absent. Give it channels=ScaledChannels(...)."
+                )
+            return outputs
+        return mask_sampled(outputs, self.channels)
 
     def _output_channels(self, input_channels):
         return input_channels

@@ -10,6 +10,7 @@ from keras_slimmable.layers.base import CheckpointWeight
 from keras_slimmable.layers.base import SlimmableLayer
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
+from keras_slimmable.layers.base import mask_sampled
 from keras_slimmable.layers.base import max_channels
 from keras_slimmable.layers.base import standardize_channels
 from keras_slimmable.layers.base import weight_arguments_config
@@ -99,7 +100,7 @@ class SlimmableDense(SlimmableLayer):
             outputs = ops.add(outputs, bias)
         if self.activation is not None:
             outputs = self.activation(outputs)
-        return outputs
+        return mask_sampled(outputs, self.units)
 
     def compute_output_shape(self, input_shape):
         units = channels_at(self.units, self.name)

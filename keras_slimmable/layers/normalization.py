@@ -14,6 +14,7 @@ from keras_slimmable.layers.base import ScaledChannels
 from keras_slimmable.layers.base import SlimmableLayer
 from keras_slimmable.layers.base import channels_at
 from keras_slimmable.layers.base import config_channels
+from keras_slimmable.layers.base import mask_sampled
 from keras_slimmable.layers.base import max_channels
 from keras_slimmable.layers.base import standardize_channels
 from keras_slimmable.layers.base import weight_prefix
@@ -608,8 +609,12 @@ class UniversalBatchNormalization(SlimmableLayer):
                 f"active width (channels={self.channels!r}). Received an "
                 f"input with {channels} channels."
             )
-        width = self._width_of(active_width())
-        slot = self._slot(width)
+        active = active_width()
+        sampled = active is not None and active.sampled is not None
+        width = self._width_of(active)
+        # A width drawn at random has no statistics: batch statistics, and
+        # nothing tracked (as the reference trains).
+        slot = None if sampled else self._slot(width)
         compute_dtype = inputs.dtype
         if compute_dtype in ("float16", "bfloat16"):
             inputs = ops.cast(inputs, "float32")
@@ -635,7 +640,7 @@ class UniversalBatchNormalization(SlimmableLayer):
                 moving_variance.assign(moving_variance * m + update * (1.0 - m))
         elif slot is not None:
             mean, variance = self.statistics[slot]
-        elif self.uncalibrated == "batch_statistics":
+        elif self.uncalibrated == "batch_statistics" or sampled:
             mean, variance, _ = _moments(inputs, False)
         else:
             raise ValueError(
@@ -657,7 +662,7 @@ class UniversalBatchNormalization(SlimmableLayer):
             scale=gamma,
             epsilon=self.epsilon,
         )
-        return ops.cast(outputs, compute_dtype)
+        return mask_sampled(ops.cast(outputs, compute_dtype), self.channels)
 
     def compute_output_shape(self, input_shape):
         return input_shape

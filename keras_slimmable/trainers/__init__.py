@@ -35,5 +35,8 @@ else:
 
         enabled = False
 
+        def release(self):
+            pass
+
 
 __all__ = ["SlimmableTrainer", "WeightCache"]

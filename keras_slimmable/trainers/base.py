@@ -7,9 +7,29 @@ the rest: every width's loss, what is logged, evaluation, and one compiled
 predict function per width.
 """
 
+import collections
+
 import keras
 
+from keras_slimmable.widths import ActiveWidth
 from keras_slimmable.widths import implicit_width_scope
+
+
+class TrainingPass(
+    collections.namedtuple("TrainingPass", ["active", "entry", "is_widest"])
+):
+    """One width of a training step.
+
+    Attributes:
+        active: the `ActiveWidth` (a sampled one for a drawn width).
+        entry: where its loss and metrics are logged: the width's position
+            in the model's list, or after them (`sampled`).
+        is_widest: whether it is the step's widest width (the first pass,
+            whose loss holds the regularization and whose predictions are
+            the soft targets of inplace distillation).
+    """
+
+    __slots__ = ()
 
 
 class SlimmableTrainerBase:
@@ -44,6 +64,61 @@ class SlimmableTrainerBase:
     # _loss` (sums `add_loss` terms as Keras does, to the last bit),
     # `_compile_metrics` and `_loss_tracker` (the logged metrics). Each is
     # checked by tests/test_keras_private_api.py.
+
+    def _training_passes(self, draw_widths):
+        """The widths of one training step, widest first.
+
+        Without a sandwich rule: every listed width (Algorithm 1). With
+        one: the widest and narrowest of the range, then the widths
+        `draw_widths(count)` returns (scalar float32 tensors, drawn by the
+        backend from the rule's seed and the step number).
+        """
+        widths = self.widths
+        rule = self.sandwich_rule
+        if rule is None:
+            return [
+                TrainingPass(ActiveWidth(widths[i], i), i, i == len(widths) - 1)
+                for i in reversed(range(len(widths)))
+            ]
+        low, high = self.width_range
+        widest = self._active_width(high)
+        narrowest = self._active_width(low)
+        passes = [
+            TrainingPass(widest, widest.index, True),
+            TrainingPass(narrowest, narrowest.index, False),
+        ]
+        if rule.num_sampled:
+            for value in draw_widths(rule.num_sampled):
+                passes.append(
+                    TrainingPass(
+                        ActiveWidth(None, None, value), len(widths), False
+                    )
+                )
+        return passes
+
+    def _reported_entries(self, passes):
+        """The metric entries a training step with `passes` updates."""
+        return sorted({p.entry for p in passes})
+
+    def _pass_loss(self, x, y, y_pred, sample_weight, training_pass, teacher):
+        """The loss of one training pass, as `_width_loss` returns it: the
+        labels' loss, or with inplace distillation (every pass but the
+        widest) the loss against `teacher`, the widest's predictions."""
+        from keras_slimmable.sandwich import distillation_loss
+
+        if self.inplace_distillation and not training_pass.is_widest:
+            loss = distillation_loss(
+                teacher, y_pred, sample_weight, self._distill_from_logits
+            )
+            return loss, loss, None
+        return self._width_loss(
+            x,
+            y,
+            y_pred,
+            sample_weight,
+            is_widest=training_pass.is_widest,
+            training=True,
+        )
 
     def _check_compiled_loss(self):
         if self._compile_loss is None:

@@ -148,16 +148,18 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
         x,
         y,
         sample_weight,
-        index,
+        training_pass,
+        teacher,
     ):
-        """Width `index`'s scaled loss, and what the step needs from it."""
+        """One training pass's scaled loss, and what the step needs from
+        it."""
         y_pred, non_trainable_variables, forward_losses = self.stateless_call(
             trainable_variables,
             non_trainable_variables,
             x,
             return_losses=True,
             training=True,
-            width=self.widths[index],
+            width=training_pass.active,
         )
         # The regularization losses read the variables: map them to the
         # values being differentiated. `add_loss` losses of the forward
@@ -170,13 +172,8 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             if forward_losses:
                 self._losses_override = forward_losses
             try:
-                losses = self._width_loss(
-                    x,
-                    y,
-                    y_pred,
-                    sample_weight,
-                    is_widest=index == len(self.widths) - 1,
-                    training=True,
+                losses = self._pass_loss(
+                    x, y, y_pred, sample_weight, training_pass, teacher
                 )
             finally:
                 self._losses_override = []
@@ -215,7 +212,14 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
         )
         summed = None
         per_width = []
-        for index in reversed(range(len(self.widths))):
+        teacher = None
+        iteration = optimizer_variables[
+            _position(self.optimizer.variables, self.optimizer.iterations)
+        ]
+        passes = self._training_passes(
+            lambda count: self._draw_widths(count, iteration)
+        )
+        for training_pass in passes:
             (_, (losses, y_pred, non_trainable_variables)), gradients = (
                 gradient_fn(
                     trainable_variables,
@@ -224,7 +228,8 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
                     x,
                     y,
                     sample_weight,
-                    index,
+                    training_pass,
+                    teacher,
                 )
             )
             summed = (
@@ -232,7 +237,9 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
                 if summed is None
                 else jax.tree_util.tree_map(jax.numpy.add, summed, gradients)
             )
-            per_width.append((index, losses, y_pred))
+            if training_pass.is_widest:
+                teacher = jax.lax.stop_gradient(y_pred)
+            per_width.append((training_pass.entry, losses, y_pred))
         trainable_variables, optimizer_variables = (
             self.optimizer.stateless_apply(
                 optimizer_variables, summed, trainable_variables
@@ -240,7 +247,7 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
         )
         logs, metrics_variables = self._stateless_record(
             metrics_variables,
-            lambda: self._record_step(x, y, sample_weight, per_width),
+            lambda: self._record_step(x, y, sample_weight, per_width, passes),
         )
         state = (
             trainable_variables,
@@ -250,15 +257,28 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
         )
         return logs, state
 
-    def _record_step(self, x, y, sample_weight, per_width):
+    def _record_step(self, x, y, sample_weight, per_width, passes):
         count = _batch_size(x)
         total_loss = None
-        for index, losses, y_pred in per_width:
-            self._record_width(index, y, y_pred, sample_weight, losses, count)
+        for entry, losses, y_pred in per_width:
+            self._record_width(entry, y, y_pred, sample_weight, losses, count)
             loss = losses[0]
             total_loss = loss if total_loss is None else total_loss + loss
         self._record_total(total_loss, count)
-        return self.get_metrics_result()
+        with self._compile_metrics.reporting(self._reported_entries(passes)):
+            return self.get_metrics_result()
+
+    def _draw_widths(self, count, iteration):
+        """`count` widths drawn uniformly in the width range, a function
+        of the sandwich rule's seed and the optimizer's step only."""
+        low, high = self.width_range
+        key = jax.random.fold_in(
+            jax.random.key(self.sandwich_rule.seed), iteration
+        )
+        values = jax.random.uniform(
+            key, (count,), minval=low, maxval=high, dtype="float32"
+        )
+        return [values[i] for i in range(count)]
 
     def test_step(self, state, data):
         """Evaluates every width on the batch, stateless."""
@@ -280,3 +300,11 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             non_trainable_variables,
             updated,
         )
+
+
+def _position(variables, variable):
+    """The position of `variable` in `variables` (by identity)."""
+    for position, candidate in enumerate(variables):
+        if candidate is variable:
+            return position
+    raise ValueError(f"Variable {variable.path} is not among the variables.")

@@ -147,18 +147,15 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
         summed = [None] * len(variables)
         total_loss = None
         previous = []
-        for index in reversed(range(len(self.widths))):
+        teacher = None
+        passes = self._training_passes(self._draw_widths)
+        for training_pass in passes:
             with tf.control_dependencies(previous):
                 inputs = tf.nest.map_structure(tf.identity, x)
             with tf.GradientTape() as tape:
-                y_pred = self(inputs, training=True, width=self.widths[index])
-                losses = self._width_loss(
-                    x,
-                    y,
-                    y_pred,
-                    sample_weight,
-                    is_widest=index == len(self.widths) - 1,
-                    training=True,
+                y_pred = self(inputs, training=True, width=training_pass.active)
+                losses = self._pass_loss(
+                    x, y, y_pred, sample_weight, training_pass, teacher
                 )
                 loss = losses[0]
                 scaled_loss = (
@@ -172,12 +169,35 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
                 for s, g in zip(summed, gradients)
             ]
             previous = [g for g in summed if g is not None]
+            if training_pass.is_widest:
+                teacher = tf.stop_gradient(y_pred)
             self._record_width(
-                index, y, y_pred, sample_weight, losses, batch_size
+                training_pass.entry,
+                y,
+                y_pred,
+                sample_weight,
+                losses,
+                batch_size,
             )
             total_loss = loss if total_loss is None else total_loss + loss
         self._record_total(total_loss, batch_size)
         pairs = [(g, v) for g, v in zip(summed, variables) if g is not None]
         if pairs:
             self.optimizer.apply_gradients(pairs)
-        return self.get_metrics_result()
+        with self._compile_metrics.reporting(self._reported_entries(passes)):
+            return self.get_metrics_result()
+
+    def _draw_widths(self, count):
+        """`count` widths drawn uniformly in the width range, a function
+        of the sandwich rule's seed and the optimizer's step only."""
+        low, high = self.width_range
+        seed = tf.stack(
+            [
+                tf.constant(self.sandwich_rule.seed, tf.int64),
+                tf.cast(self.optimizer.iterations, tf.int64),
+            ]
+        )
+        values = tf.random.stateless_uniform(
+            (count,), seed=seed, minval=low, maxval=high, dtype=tf.float32
+        )
+        return [values[i] for i in range(count)]

@@ -23,15 +23,12 @@ class TorchSlimmableTrainer(SlimmableTrainerBase):
         count = _batch_size(x)
         self.zero_grad()
         total_loss = None
-        for index in reversed(range(len(self.widths))):
-            y_pred = self(x, training=True, width=self.widths[index])
-            losses = self._width_loss(
-                x,
-                y,
-                y_pred,
-                sample_weight,
-                is_widest=index == len(self.widths) - 1,
-                training=True,
+        teacher = None
+        passes = self._training_passes(self._draw_widths)
+        for training_pass in passes:
+            y_pred = self(x, training=True, width=training_pass.active)
+            losses = self._pass_loss(
+                x, y, y_pred, sample_weight, training_pass, teacher
             )
             loss = losses[0]
             scaled = (
@@ -41,8 +38,10 @@ class TorchSlimmableTrainer(SlimmableTrainerBase):
             )
             if self.trainable_weights:
                 scaled.backward()
+            if training_pass.is_widest:
+                teacher = y_pred.detach()
             self._record_width(
-                index,
+                training_pass.entry,
                 y,
                 y_pred.detach(),
                 sample_weight,
@@ -60,4 +59,17 @@ class TorchSlimmableTrainer(SlimmableTrainerBase):
                 self.optimizer.apply(
                     [v.value.grad for v in variables], variables
                 )
-        return self.get_metrics_result()
+        with self._compile_metrics.reporting(self._reported_entries(passes)):
+            return self.get_metrics_result()
+
+    def _draw_widths(self, count):
+        """`count` widths drawn uniformly in the width range, a function
+        of the sandwich rule's seed and the optimizer's step only."""
+        low, high = self.width_range
+        generator = torch.Generator().manual_seed(
+            self.sandwich_rule.seed * 1_000_003 + int(self.optimizer.iterations)
+        )
+        values = torch.rand(count, generator=generator, dtype=torch.float32)
+        values = low + values * (high - low)
+        values = keras.ops.convert_to_tensor(values)  # on Keras's device
+        return [values[i] for i in range(count)]
