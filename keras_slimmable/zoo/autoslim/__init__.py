@@ -19,10 +19,10 @@ logits = model(images, width=width)  # width == 2.0
 
 The models are built from the blocks of the S-Nets
 (`keras_slimmable.zoo.mobilenet_v1.features`, ...), given the searched
-per-layer channel lists instead of uniformly scaled ones. One module per
-model (`autoslim_mobilenet_v1`, `autoslim_mobilenet_v2`, `autoslim_mnasnet`,
-`autoslim_resnet50`) holds its lists, switch names, builder, key map and
-manifest.
+per-layer channel lists instead of uniformly scaled ones. One submodule per
+model (`keras_slimmable.zoo.autoslim.mobilenet_v1`, `.mobilenet_v2`,
+`.mnasnet`, `.resnet50`) holds its lists, switch names, builder, key map
+and manifest; this package holds what they share.
 """
 
 from keras_slimmable.zoo.common import batch_norm_factory
@@ -30,10 +30,10 @@ from keras_slimmable.zoo.common import builder_arguments
 
 # The architecture modules, by model name: each has `SWITCHES`.
 _MODULES = {
-    "autoslim_mobilenet_v1": "keras_slimmable.zoo.autoslim_mobilenet_v1",
-    "autoslim_mobilenet_v2": "keras_slimmable.zoo.autoslim_mobilenet_v2",
-    "autoslim_mnasnet": "keras_slimmable.zoo.autoslim_mnasnet",
-    "autoslim_resnet50": "keras_slimmable.zoo.autoslim_resnet50",
+    "autoslim_mobilenet_v1": "keras_slimmable.zoo.autoslim.mobilenet_v1",
+    "autoslim_mobilenet_v2": "keras_slimmable.zoo.autoslim.mobilenet_v2",
+    "autoslim_mnasnet": "keras_slimmable.zoo.autoslim.mnasnet",
+    "autoslim_resnet50": "keras_slimmable.zoo.autoslim.resnet50",
 }
 
 
