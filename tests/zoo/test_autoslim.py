@@ -374,3 +374,27 @@ def test_blocks_take_channel_rules_and_a_batch_norm_factory():
     assert "stage1_block1_shortcut_conv" in names
     assert "stage1_block2_shortcut_conv" not in names
     assert _run_at(model, x, 0.5) == (1, 4, 4, 16)
+
+
+CARDS = Path(__file__).resolve().parents[2] / "zoo"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_cards_quote_the_reference_figures(name, reference_counts):
+    index = (CARDS / "README.md").read_text()
+    assert f"({name}/README.md)" in index
+    card = (CARDS / name / "README.md").read_text()
+    budgets = PUBLISHED_BUDGETS[name]
+    for width, figures in reference_counts[name].items():
+        row = f"| {width} | {budgets[float(width)]} | {figures['macs']:,} ("
+        row = next(line for line in card.splitlines() if line.startswith(row))
+        for key in ("conv_fc_params", "bn_affine_params"):
+            assert f"{figures[key]:,}" in row, (name, width, key)
+    errors = zoo.get_architecture(name).weights["top1_error"]
+    for width, error in errors.items():
+        cells = f"{width} | {budgets[width]} | {error} | {100 - error:.1f}"
+        row = "^" + re.escape(f"| {cells} |") + "$"
+        assert re.search(row, card, flags=re.MULTILINE), (name, width)
+    assert f"python -m keras_slimmable.convert --model {name}" in card
+    assert f'keras_slimmable.zoo.{name}(weights="{name}.pt")' in card
+    assert "CC BY-NC 4.0" in card and "does not redistribute" in card
