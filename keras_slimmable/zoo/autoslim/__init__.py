@@ -25,6 +25,8 @@ model (`keras_slimmable.zoo.autoslim.mobilenet_v1`, `.mobilenet_v2`,
 and manifest; this package holds what they share.
 """
 
+import importlib
+
 from keras_slimmable.zoo.common import batch_norm_factory
 from keras_slimmable.zoo.common import builder_arguments
 
@@ -47,8 +49,6 @@ def switches(architecture):
         A dict from switch label (the model's width, `1.0`, `2.0`, ...) to
         its name, the MACs budget of the reference (`"207M"`, ...).
     """
-    import importlib
-
     if architecture not in _MODULES:
         raise ValueError(
             f"Unknown AutoSlim model {architecture!r}. Available: "
