@@ -25,6 +25,11 @@ import importlib
 # Public name -> the module that defines it.
 _EXPORTS = {
     "Architecture": "keras_slimmable.zoo.registry",
+    "autoslim_mnasnet": "keras_slimmable.zoo.autoslim.mnasnet",
+    "autoslim_mobilenet_v1": "keras_slimmable.zoo.autoslim.mobilenet_v1",
+    "autoslim_mobilenet_v2": "keras_slimmable.zoo.autoslim.mobilenet_v2",
+    "autoslim_resnet50": "keras_slimmable.zoo.autoslim.resnet50",
+    "autoslim_switch": "keras_slimmable.zoo.autoslim",
     "create_model": "keras_slimmable.zoo.registry",
     "decode_predictions": "keras_slimmable.zoo.imagenet_utils",
     "get_architecture": "keras_slimmable.zoo.registry",

@@ -238,7 +238,7 @@ def conv_initializer(kernel_size, channels):
     )
 
 
-def switchable_batch_norm(channels, shared, name):
+def switchable_batch_norm(channels, shared=False, name=None):
     """The reference's batch norm: switchable, or the shared baseline."""
     from keras_slimmable.layers import SwitchableBatchNormalization
 
@@ -249,6 +249,74 @@ def switchable_batch_norm(channels, shared, name):
         shared=shared,
         name=name,
     )
+
+
+def batch_norm_factory(shared_batch_norm=False):
+    """The batch-norm factory of the zoo's blocks: `batch_norm(channels,
+    name)` returns the reference's switchable batch norm (or, with
+    `shared_batch_norm=True`, the shared baseline).
+
+    The block builders (`keras_slimmable.zoo.mobilenet_v1.features`, ...)
+    take such a factory, so that a caller can put another batch norm in
+    every block: any callable `batch_norm(channels, name)` returning a
+    layer, `channels` being the block's channel configuration.
+    """
+
+    def batch_norm(channels, name):
+        return switchable_batch_norm(channels, shared_batch_norm, name)
+
+    return batch_norm
+
+
+def widest_channels(channels):
+    """The widest channel count of a channel configuration: an int, a
+    per-width sequence (ascending) or a channel rule (`ScaledChannels`)."""
+    from keras_slimmable.layers import ScaledChannels
+
+    if isinstance(channels, ScaledChannels):
+        return channels.max_channels
+    if isinstance(channels, int):
+        return channels
+    return int(max(channels))
+
+
+def same_channels(a, b):
+    """Whether two channel configurations are the same at every width.
+
+    Per-width sequences are compared whole (the reference decides a
+    block's residual add and expansion once, for all widths); channel
+    rules (`ScaledChannels`) by their config.
+    """
+
+    def standard(channels):
+        if isinstance(channels, int) or not hasattr(channels, "__iter__"):
+            return channels
+        return tuple(int(c) for c in channels)
+
+    return standard(a) == standard(b)
+
+
+def conv_bn_relu(
+    x, channels, kernel_size, strides, padding, batch_norm, prefix, relu6
+):
+    """A convolution without bias, its batch norm and a ReLU (ReLU6 with
+    `relu6`): layers `{prefix}_conv`, `{prefix}_bn` and `{prefix}_relu`,
+    the stems and tails of the zoo's models."""
+    from keras_slimmable.layers import SlimmableConv2D
+
+    x = SlimmableConv2D(
+        channels,
+        kernel_size,
+        strides=strides,
+        padding=padding,
+        use_bias=False,
+        kernel_initializer=conv_initializer(
+            kernel_size, widest_channels(channels)
+        ),
+        name=f"{prefix}_conv",
+    )(x)
+    x = batch_norm(channels, f"{prefix}_bn")(x)
+    return keras.layers.ReLU(6.0 if relu6 else None, name=f"{prefix}_relu")(x)
 
 
 def classifier_head(

@@ -16,9 +16,11 @@ from keras_slimmable.layers import SlimmableConv2D
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
 from keras_slimmable.widths import scale_channels
 from keras_slimmable.zoo.common import REFERENCE_RECIPE
+from keras_slimmable.zoo.common import batch_norm_factory
 from keras_slimmable.zoo.common import builder_arguments
+from keras_slimmable.zoo.common import conv_bn_relu
 from keras_slimmable.zoo.common import conv_initializer
-from keras_slimmable.zoo.common import switchable_batch_norm
+from keras_slimmable.zoo.common import widest_channels
 from keras_slimmable.zoo.common import with_shared_arguments_doc
 from keras_slimmable.zoo.registry import Architecture
 from keras_slimmable.zoo.registry import register
@@ -148,53 +150,98 @@ def s_mobilenet_v1(
     )
     widths = arguments.widths
     images = arguments.images()
-    channels = scale_channels(32, widths, "make_divisible")
-    x = SlimmableConv2D(
-        channels,
-        3,
-        strides=2,
-        padding=1,
-        use_bias=False,
-        kernel_initializer=conv_initializer(3, channels[-1]),
-        name="stem_conv",
-    )(images)
-    x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
-    x = keras.layers.ReLU(6.0, name="stem_relu")(x)
-
-    block = 0
+    blocks = []
     for filters, repeats, first_stride in BLOCK_SETTINGS:
         outputs = scale_channels(filters, widths, "make_divisible")
         for repeat in range(repeats):
-            block += 1
-            prefix = f"block{block}"
-            x = SlimmableDepthwiseConv2D(
-                3,
-                channels=channels,
-                strides=first_stride if repeat == 0 else 1,
-                padding=1,
-                use_bias=False,
-                depthwise_initializer=conv_initializer(3, channels[-1]),
-                name=f"{prefix}_depthwise",
-            )(x)
-            x = switchable_batch_norm(
-                channels, shared_batch_norm, f"{prefix}_depthwise_bn"
-            )(x)
-            x = keras.layers.ReLU(6.0, name=f"{prefix}_depthwise_relu")(x)
-            x = SlimmableConv2D(
-                outputs,
-                1,
-                use_bias=False,
-                kernel_initializer=conv_initializer(1, outputs[-1]),
-                name=f"{prefix}_pointwise",
-            )(x)
-            x = switchable_batch_norm(
-                outputs, shared_batch_norm, f"{prefix}_pointwise_bn"
-            )(x)
-            x = keras.layers.ReLU(6.0, name=f"{prefix}_pointwise_relu")(x)
-            channels = outputs
-
+            blocks.append((outputs, first_stride if repeat == 0 else 1))
+    x = features(
+        images,
+        scale_channels(32, widths, "make_divisible"),
+        blocks,
+        batch_norm_factory(shared_batch_norm),
+    )
     x = arguments.head(x)
     return arguments.model(images, x, s_mobilenet_v1, MANIFEST, key_map)
+
+
+def separable_block(x, inputs, outputs, stride, batch_norm, prefix):
+    """One depthwise separable block of MobileNet v1.
+
+    A 3x3 depthwise conv (stride `stride`, symmetric padding 1), batch
+    norm, ReLU6, a 1x1 conv to `outputs`, batch norm, ReLU6: layers
+    `{prefix}_depthwise`, `{prefix}_depthwise_bn`, `{prefix}_depthwise_relu`,
+    `{prefix}_pointwise`, `{prefix}_pointwise_bn` and
+    `{prefix}_pointwise_relu`.
+
+    Args:
+        x: the block's input.
+        inputs: the input channel configuration (the depthwise conv keeps
+            it): an int, one count per width, or a channel rule
+            (`keras_slimmable.layers.ScaledChannels`).
+        outputs: the output channel configuration, of the same kinds.
+        stride: the depthwise conv's stride.
+        batch_norm: the batch-norm factory, `batch_norm(channels, name)`
+            (see `keras_slimmable.zoo.common.batch_norm_factory`).
+        prefix: the layer name prefix, e.g. `"block3"`.
+    """
+    x = SlimmableDepthwiseConv2D(
+        3,
+        channels=inputs,
+        strides=stride,
+        padding=1,
+        use_bias=False,
+        depthwise_initializer=conv_initializer(3, widest_channels(inputs)),
+        name=f"{prefix}_depthwise",
+    )(x)
+    x = batch_norm(inputs, f"{prefix}_depthwise_bn")(x)
+    x = keras.layers.ReLU(6.0, name=f"{prefix}_depthwise_relu")(x)
+    x = SlimmableConv2D(
+        outputs,
+        1,
+        use_bias=False,
+        kernel_initializer=conv_initializer(1, widest_channels(outputs)),
+        name=f"{prefix}_pointwise",
+    )(x)
+    x = batch_norm(outputs, f"{prefix}_pointwise_bn")(x)
+    return keras.layers.ReLU(6.0, name=f"{prefix}_pointwise_relu")(x)
+
+
+def features(images, stem_channels, blocks, batch_norm=None):
+    """The MobileNet v1 feature extractor, for any channel configuration.
+
+    A 3x3 stride-2 stem (`stem_conv`, `stem_bn`, `stem_relu`) then one
+    `separable_block` per entry of `blocks` (`block1`, `block2`, ...),
+    each reading the previous one's output channels. S-MobileNet v1 passes
+    its widths' scaled channels, AutoSlim-MobileNet v1 its searched
+    per-switch lists; a universally slimmable model can pass channel
+    rules and its own batch norm.
+
+    Args:
+        images: the input tensor.
+        stem_channels: the stem's output channel configuration: an int,
+            one count per width, or a channel rule
+            (`keras_slimmable.layers.ScaledChannels`).
+        blocks: a sequence of `(output channels, stride)`, one per block.
+        batch_norm: the batch-norm factory, `batch_norm(channels, name)`.
+            Defaults to the reference's switchable batch norm
+            (`keras_slimmable.zoo.common.batch_norm_factory()`).
+
+    Returns:
+        The last block's output.
+    """
+    if batch_norm is None:
+        batch_norm = batch_norm_factory()
+    x = conv_bn_relu(
+        images, stem_channels, 3, 2, 1, batch_norm, "stem", relu6=True
+    )
+    channels = stem_channels
+    for block, (outputs, stride) in enumerate(blocks, start=1):
+        x = separable_block(
+            x, channels, outputs, stride, batch_norm, f"block{block}"
+        )
+        channels = outputs
+    return x
 
 
 def key_map(model):

@@ -20,9 +20,12 @@ from keras_slimmable.widths import scale_channels
 from keras_slimmable.zoo.common import BATCH_NORM_EPSILON
 from keras_slimmable.zoo.common import BATCH_NORM_MOMENTUM
 from keras_slimmable.zoo.common import REFERENCE_RECIPE
+from keras_slimmable.zoo.common import batch_norm_factory
 from keras_slimmable.zoo.common import builder_arguments
+from keras_slimmable.zoo.common import conv_bn_relu
 from keras_slimmable.zoo.common import conv_initializer
-from keras_slimmable.zoo.common import switchable_batch_norm
+from keras_slimmable.zoo.common import same_channels
+from keras_slimmable.zoo.common import widest_channels
 from keras_slimmable.zoo.common import with_shared_arguments_doc
 from keras_slimmable.zoo.registry import Architecture
 from keras_slimmable.zoo.registry import register
@@ -140,99 +143,161 @@ def s_mobilenet_v2(
     )
     widths = arguments.widths
     images = arguments.images()
-    channels = scale_channels(32, widths, "make_divisible")
-    x = SlimmableConv2D(
-        channels,
-        3,
-        strides=2,
-        padding=1,
-        use_bias=False,
-        kernel_initializer=conv_initializer(3, channels[-1]),
-        name="stem_conv",
-    )(images)
-    x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
-    x = keras.layers.ReLU(6.0, name="stem_relu")(x)
-
-    block = 0
+    stem_channels = scale_channels(32, widths, "make_divisible")
+    blocks = []
+    channels = stem_channels
     for expansion, filters, repeats, first_stride in BLOCK_SETTINGS:
         outputs = scale_channels(filters, widths, "make_divisible")
         for repeat in range(repeats):
-            block += 1
-            x = _inverted_residual(
-                x,
-                channels,
-                outputs,
-                first_stride if repeat == 0 else 1,
-                expansion,
-                shared_batch_norm,
-                f"block{block}",
-            )
+            # t times the block's input channels, not rounded again.
+            expanded = tuple(expansion * c for c in channels)
+            stride = first_stride if repeat == 0 else 1
+            blocks.append((expanded, outputs, stride, 3))
             channels = outputs
-
+    x = features(
+        images,
+        stem_channels,
+        blocks,
+        batch_norm_factory(shared_batch_norm),
+    )
     last_channels = LAST_CHANNELS
     if widths[-1] > 1.0:
         last_channels = make_divisible(LAST_CHANNELS * widths[-1])
-    x = SlimmableConv2D(
-        last_channels,
-        1,
-        use_bias=False,
-        kernel_initializer=conv_initializer(1, last_channels),
-        name="last_conv",
-    )(x)
-    x = keras.layers.BatchNormalization(
-        momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name="last_bn"
-    )(x)
-    x = keras.layers.ReLU(6.0, name="last_relu")(x)
+    x = tail(x, last_channels, _plain_batch_norm)
 
     x = arguments.head(x, dense=keras.layers.Dense)
     return arguments.model(images, x, s_mobilenet_v2, MANIFEST, key_map)
 
 
-def _inverted_residual(
-    x, inputs, outputs, stride, expansion, shared_batch_norm, prefix
+def _plain_batch_norm(channels, name):
+    """S-MobileNet v2's tail batch norm: one, shared by every width."""
+    del channels  # Only the input of the tail conv is sliced.
+    return keras.layers.BatchNormalization(
+        momentum=BATCH_NORM_MOMENTUM, epsilon=BATCH_NORM_EPSILON, name=name
+    )
+
+
+def inverted_residual(
+    x, inputs, expanded, outputs, stride, batch_norm, prefix, kernel_size=3
 ):
-    """One inverted residual block; `inputs`/`outputs` are per width."""
+    """One inverted residual block of MobileNet v2 (or MNasNet, without
+    squeeze-excitation).
+
+    A 1x1 expand conv to `expanded`, batch norm, ReLU6 (all three absent
+    when `expanded` is `inputs`: the reference's `t == 1`, or a searched
+    list equal to the input list); a `kernel_size` depthwise conv (stride
+    `stride`, symmetric padding `kernel_size // 2`), batch norm, ReLU6; a
+    1x1 project conv to `outputs` and batch norm; plus the input when the
+    stride is 1 and `inputs` is `outputs`. Both decisions compare whole
+    channel configurations, once for all widths, as the reference does:
+    channels that agree at some widths only give no residual add.
+
+    Layers: `{prefix}_expand`, `{prefix}_expand_bn`,
+    `{prefix}_expand_relu`, `{prefix}_depthwise`, `{prefix}_depthwise_bn`,
+    `{prefix}_depthwise_relu`, `{prefix}_project`, `{prefix}_project_bn`
+    and `{prefix}_add`.
+
+    Args:
+        x: the block's input.
+        inputs: its channel configuration: an int, one count per width, or
+            a channel rule (`keras_slimmable.layers.ScaledChannels`).
+        expanded: the expanded (depthwise) channel configuration.
+        outputs: the output channel configuration.
+        stride: the depthwise conv's stride.
+        batch_norm: the batch-norm factory, `batch_norm(channels, name)`
+            (see `keras_slimmable.zoo.common.batch_norm_factory`).
+        prefix: the layer name prefix, e.g. `"block3"`.
+        kernel_size: the depthwise kernel size. Defaults to `3`.
+    """
     shortcut = x
-    expanded = tuple(expansion * c for c in inputs)
-    if expansion != 1:
+    if not same_channels(expanded, inputs):
         x = SlimmableConv2D(
             expanded,
             1,
             use_bias=False,
-            kernel_initializer=conv_initializer(1, expanded[-1]),
+            kernel_initializer=conv_initializer(1, widest_channels(expanded)),
             name=f"{prefix}_expand",
         )(x)
-        x = switchable_batch_norm(
-            expanded, shared_batch_norm, f"{prefix}_expand_bn"
-        )(x)
+        x = batch_norm(expanded, f"{prefix}_expand_bn")(x)
         x = keras.layers.ReLU(6.0, name=f"{prefix}_expand_relu")(x)
     x = SlimmableDepthwiseConv2D(
-        3,
+        kernel_size,
         channels=expanded,
         strides=stride,
-        padding=1,
+        padding=kernel_size // 2,
         use_bias=False,
-        depthwise_initializer=conv_initializer(3, expanded[-1]),
+        depthwise_initializer=conv_initializer(
+            kernel_size, widest_channels(expanded)
+        ),
         name=f"{prefix}_depthwise",
     )(x)
-    x = switchable_batch_norm(
-        expanded, shared_batch_norm, f"{prefix}_depthwise_bn"
-    )(x)
+    x = batch_norm(expanded, f"{prefix}_depthwise_bn")(x)
     x = keras.layers.ReLU(6.0, name=f"{prefix}_depthwise_relu")(x)
     x = SlimmableConv2D(
         outputs,
         1,
         use_bias=False,
-        kernel_initializer=conv_initializer(1, outputs[-1]),
+        kernel_initializer=conv_initializer(1, widest_channels(outputs)),
         name=f"{prefix}_project",
     )(x)
-    x = switchable_batch_norm(
-        outputs, shared_batch_norm, f"{prefix}_project_bn"
-    )(x)
-    # The reference compares the whole per-width channel lists.
-    if stride == 1 and tuple(inputs) == tuple(outputs):
+    x = batch_norm(outputs, f"{prefix}_project_bn")(x)
+    if stride == 1 and same_channels(inputs, outputs):
         x = keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
     return x
+
+
+def features(images, stem_channels, blocks, batch_norm=None):
+    """The MobileNet v2 / MNasNet feature extractor, for any channels.
+
+    A 3x3 stride-2 stem (`stem_conv`, `stem_bn`, `stem_relu`, ReLU6) then
+    one `inverted_residual` per entry of `blocks` (`block1`, `block2`,
+    ...), each reading the previous one's output channels. S-MobileNet v2
+    passes its widths' scaled channels, the AutoSlim models their searched
+    per-switch lists; a universally slimmable model can pass channel rules
+    and its own batch norm. The tail is `tail`.
+
+    Args:
+        images: the input tensor.
+        stem_channels: the stem's output channel configuration: an int,
+            one count per width, or a channel rule
+            (`keras_slimmable.layers.ScaledChannels`).
+        blocks: a sequence of `(expanded channels, output channels,
+            stride, depthwise kernel size)`, one per block.
+        batch_norm: the batch-norm factory, `batch_norm(channels, name)`.
+            Defaults to the reference's switchable batch norm
+            (`keras_slimmable.zoo.common.batch_norm_factory()`).
+
+    Returns:
+        The last block's output.
+    """
+    if batch_norm is None:
+        batch_norm = batch_norm_factory()
+    x = conv_bn_relu(
+        images, stem_channels, 3, 2, 1, batch_norm, "stem", relu6=True
+    )
+    channels = stem_channels
+    for block, (expanded, outputs, stride, kernel_size) in enumerate(
+        blocks, start=1
+    ):
+        x = inverted_residual(
+            x,
+            channels,
+            expanded,
+            outputs,
+            stride,
+            batch_norm,
+            f"block{block}",
+            kernel_size=kernel_size,
+        )
+        channels = outputs
+    return x
+
+
+def tail(x, channels, batch_norm):
+    """The 1x1 conv to `channels` (`last_conv`), its batch norm
+    (`last_bn`, from the factory `batch_norm(channels, name)`) and ReLU6
+    (`last_relu`) that end MobileNet v2 and MNasNet."""
+    return conv_bn_relu(x, channels, 1, 1, "valid", batch_norm, "last", True)
 
 
 def key_map(model):

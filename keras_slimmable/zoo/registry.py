@@ -27,6 +27,10 @@ from collections.abc import Mapping
 
 # The modules that register architectures, imported on first use.
 ARCHITECTURE_MODULES = (
+    "keras_slimmable.zoo.autoslim.mnasnet",
+    "keras_slimmable.zoo.autoslim.mobilenet_v1",
+    "keras_slimmable.zoo.autoslim.mobilenet_v2",
+    "keras_slimmable.zoo.autoslim.resnet50",
     "keras_slimmable.zoo.mobilenet_v1",
     "keras_slimmable.zoo.mobilenet_v2",
     "keras_slimmable.zoo.resnet",

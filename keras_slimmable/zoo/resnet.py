@@ -17,9 +17,12 @@ import keras
 
 from keras_slimmable.layers import SlimmableConv2D
 from keras_slimmable.zoo.common import REFERENCE_RECIPE
+from keras_slimmable.zoo.common import batch_norm_factory
 from keras_slimmable.zoo.common import builder_arguments
+from keras_slimmable.zoo.common import conv_bn_relu
 from keras_slimmable.zoo.common import conv_initializer
-from keras_slimmable.zoo.common import switchable_batch_norm
+from keras_slimmable.zoo.common import same_channels
+from keras_slimmable.zoo.common import widest_channels
 from keras_slimmable.zoo.common import with_shared_arguments_doc
 from keras_slimmable.zoo.registry import Architecture
 from keras_slimmable.zoo.registry import register
@@ -72,31 +75,100 @@ def _conv(filters, kernel_size, strides, padding, name):
         strides=strides,
         padding=padding,
         use_bias=False,
-        kernel_initializer=conv_initializer(kernel_size, filters[-1]),
+        kernel_initializer=conv_initializer(
+            kernel_size, widest_channels(filters)
+        ),
         name=name,
     )
 
 
-def _bottleneck(x, input_channels, channels, strides, shared_bn, name):
-    """One bottleneck block; `channels` is its output per width."""
-    mid = tuple(c // _EXPANSION for c in channels)
-    y = _conv(mid, 1, 1, 0, f"{name}_conv1")(x)
-    y = switchable_batch_norm(mid, shared_bn, f"{name}_bn1")(y)
+def bottleneck(x, inputs, mid1, mid2, outputs, strides, batch_norm, name):
+    """One bottleneck block of ResNet, for any channel configurations.
+
+    A 1x1 conv to `mid1`, batch norm, ReLU; a 3x3 conv to `mid2` (the
+    stride sits here, symmetric padding 1), batch norm, ReLU; a 1x1 conv
+    to `outputs`, batch norm; plus the input when the stride is 1 and
+    `inputs` is `outputs` (compared whole, for all widths at once), else
+    a 1x1 projection with the block's stride and its batch norm; ReLU
+    after the add. Layers `{name}_conv{k}`, `{name}_bn{k}`,
+    `{name}_relu{k}`, `{name}_shortcut_conv`, `{name}_shortcut_bn`,
+    `{name}_add` and `{name}_out`.
+
+    Args:
+        x: the block's input.
+        inputs: its channel configuration: an int, one count per width, or
+            a channel rule (`keras_slimmable.layers.ScaledChannels`).
+        mid1: the first 1x1 conv's output channel configuration.
+        mid2: the 3x3 conv's.
+        outputs: the block's output channel configuration.
+        strides: the block's stride.
+        batch_norm: the batch-norm factory, `batch_norm(channels, name)`
+            (see `keras_slimmable.zoo.common.batch_norm_factory`).
+        name: the layer name prefix, e.g. `"stage2_block1"`.
+    """
+    y = _conv(mid1, 1, 1, 0, f"{name}_conv1")(x)
+    y = batch_norm(mid1, f"{name}_bn1")(y)
     y = keras.layers.ReLU(name=f"{name}_relu1")(y)
-    y = _conv(mid, 3, strides, 1, f"{name}_conv2")(y)
-    y = switchable_batch_norm(mid, shared_bn, f"{name}_bn2")(y)
+    y = _conv(mid2, 3, strides, 1, f"{name}_conv2")(y)
+    y = batch_norm(mid2, f"{name}_bn2")(y)
     y = keras.layers.ReLU(name=f"{name}_relu2")(y)
-    y = _conv(channels, 1, 1, 0, f"{name}_conv3")(y)
-    y = switchable_batch_norm(channels, shared_bn, f"{name}_bn3")(y)
-    if strides == 1 and input_channels == channels:
+    y = _conv(outputs, 1, 1, 0, f"{name}_conv3")(y)
+    y = batch_norm(outputs, f"{name}_bn3")(y)
+    if strides == 1 and same_channels(inputs, outputs):
         shortcut = x
     else:
-        shortcut = _conv(channels, 1, strides, 0, f"{name}_shortcut_conv")(x)
-        shortcut = switchable_batch_norm(
-            channels, shared_bn, f"{name}_shortcut_bn"
-        )(shortcut)
+        shortcut = _conv(outputs, 1, strides, 0, f"{name}_shortcut_conv")(x)
+        shortcut = batch_norm(outputs, f"{name}_shortcut_bn")(shortcut)
     y = keras.layers.Add(name=f"{name}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{name}_out")(y)
+
+
+def features(images, stem_channels, stages, batch_norm=None):
+    """The ResNet feature extractor, for any channel configurations.
+
+    A 7x7 stride-2 stem with symmetric padding 3 (`stem_conv`, `stem_bn`,
+    `stem_relu`), a 3x3 stride-2 max pool with padding 1, then stages of
+    `bottleneck` blocks (`stage{s}_block{b}`), the stride 2 on the first
+    block of every stage but the first. S-ResNet passes its widths' scaled
+    channels, AutoSlim-ResNet-50 its searched per-switch lists.
+
+    Args:
+        images: the input tensor.
+        stem_channels: the stem's output channel configuration: an int,
+            one count per width, or a channel rule
+            (`keras_slimmable.layers.ScaledChannels`).
+        stages: a sequence of stages, each a sequence of blocks
+            `(mid1, mid2, outputs)` (see `bottleneck`).
+        batch_norm: the batch-norm factory, `batch_norm(channels, name)`.
+            Defaults to the reference's switchable batch norm
+            (`keras_slimmable.zoo.common.batch_norm_factory()`).
+
+    Returns:
+        The last block's output.
+    """
+    if batch_norm is None:
+        batch_norm = batch_norm_factory()
+    x = conv_bn_relu(
+        images, stem_channels, 7, 2, 3, batch_norm, "stem", relu6=False
+    )
+    # Zeros stand in for -inf padding: the inputs are >= 0 after the ReLU.
+    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    x = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(x)
+    channels = stem_channels
+    for stage, blocks in enumerate(stages, start=1):
+        for block, (mid1, mid2, outputs) in enumerate(blocks, start=1):
+            x = bottleneck(
+                x,
+                channels,
+                mid1,
+                mid2,
+                outputs,
+                2 if block == 1 and stage != 1 else 1,
+                batch_norm,
+                f"stage{stage}_block{block}",
+            )
+            channels = outputs
+    return x
 
 
 @with_shared_arguments_doc
@@ -182,30 +254,18 @@ def s_resnet(
     )
     widths = arguments.widths
     images = arguments.images()
-    channels = tuple(int(64 * w) for w in widths)
-    x = _conv(channels, 7, 2, 3, "stem_conv")(images)
-    x = switchable_batch_norm(channels, shared_batch_norm, "stem_bn")(x)
-    x = keras.layers.ReLU(name="stem_relu")(x)
-    # Zeros stand in for -inf padding: the inputs are >= 0 after the ReLU.
-    x = keras.layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-    x = keras.layers.MaxPooling2D(3, 2, name="stem_pool")(x)
-
-    for stage, (blocks, filters) in enumerate(
-        zip(STAGE_BLOCKS[depth], _STAGE_FILTERS), start=1
-    ):
+    stages = []
+    for blocks, filters in zip(STAGE_BLOCKS[depth], _STAGE_FILTERS):
         # The reference's exact expression: `int(f * w * 4)`.
-        stage_channels = tuple(int(filters * w * _EXPANSION) for w in widths)
-        for block in range(1, blocks + 1):
-            strides = 2 if block == 1 and stage != 1 else 1
-            x = _bottleneck(
-                x,
-                channels,
-                stage_channels,
-                strides,
-                shared_batch_norm,
-                f"stage{stage}_block{block}",
-            )
-            channels = stage_channels
+        outputs = tuple(int(filters * w * _EXPANSION) for w in widths)
+        mid = tuple(c // _EXPANSION for c in outputs)
+        stages.append([(mid, mid, outputs)] * blocks)
+    x = features(
+        images,
+        tuple(int(64 * w) for w in widths),
+        stages,
+        batch_norm_factory(shared_batch_norm),
+    )
 
     x = arguments.head(x)
     builder = functools.partial(s_resnet, depth)

@@ -194,6 +194,11 @@ def test_the_reference_weights_and_recipes_are_the_published_ones():
         "s_mobilenet_v2": {1.0: 29.5, 0.75: 31.1, 0.5: 35.6, 0.35: 40.3},
         "s_resnet50": {1.0: 24.0, 0.75: 25.1, 0.5: 27.9, 0.25: 35.0},
         "s_shufflenet": {2.0: 28.6, 1.0: 34.5, 0.5: 42.8},
+        # AutoSlim, by switch label (4.0 / 3.0 the largest budget).
+        "autoslim_mobilenet_v1": {3.0: 27.0, 2.0: 28.5, 1.0: 32.1},
+        "autoslim_mobilenet_v2": {3.0: 24.6, 2.0: 25.8, 1.0: 27.0},
+        "autoslim_mnasnet": {3.0: 24.6, 2.0: 25.4, 1.0: 26.8},
+        "autoslim_resnet50": {4.0: 24.0, 3.0: 24.4, 2.0: 26.0, 1.0: 27.8},
     }
     with_weights = {
         name: zoo.get_architecture(name).weights["top1_error"]
