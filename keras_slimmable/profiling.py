@@ -34,6 +34,7 @@ import keras
 
 from keras_slimmable.layers import SlimmableLayer
 from keras_slimmable.widths import ActiveWidth
+from keras_slimmable.widths import width_index
 from keras_slimmable.widths import width_scope
 
 _AVERAGE_POOLING = (
@@ -57,7 +58,7 @@ _PLAIN_WEIGHTED = (
 )
 
 
-def profile(model, input_shape=None):
+def profile(model, input_shape=None, widths=None):
     """Counts MACs and parameters of a slimmable model at every width.
 
     Args:
@@ -66,11 +67,13 @@ def profile(model, input_shape=None):
         input_shape: the shape of one input, without the batch axis, e.g.
             `(224, 224, 3)`; a list of shapes for a model with several
             inputs. Defaults to the model's input shape.
+        widths: the widths to count. Defaults to `model.widths`; a model
+            with a `width_range` is counted at any width in it.
 
     Returns:
         A dict `{width: {"macs": int, "conv_fc_params": int,
-        "bn_affine_params": int}}` with one entry per width of
-        `model.widths`, ascending. MACs are per image.
+        "bn_affine_params": int}}` with one entry per width, ascending.
+        MACs are per image.
 
     Raises:
         ValueError: if an input shape is unknown (give `input_shape`), or a
@@ -86,14 +89,20 @@ def profile(model, input_shape=None):
     ```
     """
     inputs = _symbolic_inputs(model, input_shape)
+    if widths is None:
+        actives = [ActiveWidth(w, i) for i, w in enumerate(model.widths)]
+    elif hasattr(model, "_active_width"):
+        actives = [model._active_width(w) for w in widths]
+    else:
+        indices = [width_index(model.widths, w) for w in widths]
+        actives = [ActiveWidth(model.widths[i], i) for i in indices]
     result = {}
-    for index, width in enumerate(model.widths):
+    for active in sorted(actives, key=lambda a: a.width):
         totals = {"macs": 0, "conv_fc_params": 0, "bn_affine_params": 0}
-        active = ActiveWidth(width, index)
-        for call in layer_calls(model, index, inputs):
+        for call in layer_calls(model, active, inputs):
             for key, value in _count(call, active).items():
                 totals[key] += value
-        result[width] = totals
+        result[active.width] = totals
     return result
 
 
@@ -122,11 +131,13 @@ class LayerCall:
         )
 
 
-def layer_calls(model, index, inputs):
-    """The calls of the model's operations at width `index`, in order.
+def layer_calls(model, active, inputs):
+    """The calls of the model's operations at a width, in order.
 
     Runs the functional graph on symbolic `inputs` (`keras.KerasTensor`s)
-    inside `width_scope(index)`, computing only output shapes, and records
+    inside the width scope of `active` (an `ActiveWidth`, or an int: the
+    position of a width in `model.widths`), computing only output shapes,
+    and records
     every operation call with its input and output shapes. Nested
     functional models are walked into.
     """
@@ -155,7 +166,9 @@ def layer_calls(model, index, inputs):
 
         return run
 
-    with width_scope(index, width=model.widths[index]):
+    if not isinstance(active, ActiveWidth):
+        active = ActiveWidth(model.widths[active], active)
+    with width_scope(active.index, width=active.width):
         _walk(model, inputs, visit)
     return calls
 

@@ -30,6 +30,8 @@ _EXPORTS = {
     "autoslim_mobilenet_v2": "keras_slimmable.zoo.autoslim.mobilenet_v2",
     "autoslim_resnet50": "keras_slimmable.zoo.autoslim.resnet50",
     "autoslim_switch": "keras_slimmable.zoo.autoslim",
+    "us_mobilenet_v1": "keras_slimmable.zoo.universal.mobilenet_v1",
+    "us_mobilenet_v2": "keras_slimmable.zoo.universal.mobilenet_v2",
     "create_model": "keras_slimmable.zoo.registry",
     "decode_predictions": "keras_slimmable.zoo.imagenet_utils",
     "get_architecture": "keras_slimmable.zoo.registry",

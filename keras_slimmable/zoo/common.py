@@ -383,7 +383,9 @@ class BuilderArguments:
             dense=dense,
         )
 
-    def model(self, images, outputs, builder, manifest, key_map):
+    def model(
+        self, images, outputs, builder, manifest, key_map, width_range=None
+    ):
         """The `SlimmableModel` from `images` to `outputs`, with the
         `weights` loaded.
 
@@ -396,6 +398,8 @@ class BuilderArguments:
                 into a model of its own (headless models, `input_tensor`).
             manifest: the architecture's weights manifest.
             key_map: the architecture's reference key map.
+            width_range: the model's width range (universally slimmable
+                models), or `None`.
         """
         from keras_slimmable.model import SlimmableModel
 
@@ -403,6 +407,7 @@ class BuilderArguments:
             model_inputs(images, self.input_tensor),
             outputs,
             widths=self.widths,
+            width_range=width_range,
             name=self.name,
         )
         if self.weights is None:

@@ -31,6 +31,8 @@ ARCHITECTURE_MODULES = (
     "keras_slimmable.zoo.autoslim.mobilenet_v1",
     "keras_slimmable.zoo.autoslim.mobilenet_v2",
     "keras_slimmable.zoo.autoslim.resnet50",
+    "keras_slimmable.zoo.universal.mobilenet_v1",
+    "keras_slimmable.zoo.universal.mobilenet_v2",
     "keras_slimmable.zoo.mobilenet_v1",
     "keras_slimmable.zoo.mobilenet_v2",
     "keras_slimmable.zoo.resnet",
