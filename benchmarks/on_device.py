@@ -5,9 +5,9 @@ each layout (`materialized`, `sliced`, `shared`), with and without batch norm
 folding, and in float16, dynamic range and int8 (calibrated on random
 images: the latency does not depend on the ranges); prints every file's size
 (deterministic) and each signature's median latency in `ai_edge_litert`'s
-interpreter (XNNPACK, batch 1), all signatures at every thread count timed
-round robin; each latency's ratio is to the same column's widest width.
-With int8, the int8 per-width files are timed too. Random
+interpreter (XNNPACK, batch 1), all signatures timed round robin, one
+thread count after the other; each latency's ratio is to the same column's
+widest width. With int8, the int8 per-width files are timed too. Random
 weights with measured batch norm statistics: size and latency do not
 depend on the values, as long as no activation is subnormal (see
 `calibrate`).
@@ -20,6 +20,7 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from absl import app
@@ -30,7 +31,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 flags.DEFINE_string("model", "s_mobilenet_v1", "Zoo model name.")
 flags.DEFINE_integer("image_size", 224, "Input height and width.")
 flags.DEFINE_list(
-    "threads", ["1"], "Interpreter threads; a list times each, round robin."
+    "threads", ["1"], "Interpreter threads; a list times each in turn."
+)
+flags.DEFINE_string(
+    "folder",
+    None,
+    "Write the files here (default: a new temporary folder); files already "
+    "there from an earlier run of the same --model are reused.",
 )
 flags.DEFINE_bool(
     "direct",
@@ -89,13 +96,16 @@ def runner(path, signature, threads):
 
 
 def median_latencies(runners, images, repeats):
-    """`{key: median ms}`, the runners timed round robin."""
+    """`{key: median ms}`, the runners timed round robin (in reverse order
+    every other round)."""
     times = {key: [] for key in runners}
     for run in runners.values():
         for _ in range(3):
             run(images=images)  # warm up (XNNPACK packs the weights)
-    for _ in range(repeats):
-        for key, run in runners.items():
+    order = list(runners)
+    for index in range(repeats):
+        for key in order if index % 2 == 0 else order[::-1]:
+            run = runners[key]
             start = time.perf_counter()
             run(images=images)
             times[key].append(1000 * (time.perf_counter() - start))
@@ -147,10 +157,17 @@ def main(argv):
         return
     widths = tuple(model.widths)
     macs = {w: counts["macs"] for w, counts in profile(model).items()}
-    folder = tempfile.mkdtemp(prefix="on_device_")
+    folder = FLAGS.folder or tempfile.mkdtemp(prefix="on_device_")
+
+    def export_tflite(model, path, **kwargs):
+        # An earlier run's file in --folder is timed again as it is.
+        if FLAGS.folder and os.path.exists(path):
+            return Path(path)
+        return export.export_tflite(model, path, **kwargs)
+
     files = {}
     for w in widths:
-        files["per_width", w] = export.export_tflite(
+        files["per_width", w] = export_tflite(
             model, os.path.join(folder, f"w{w}.tflite"), width=w
         )
     calibration = np.random.default_rng(1).normal(size=(16, size, size, 3))
@@ -180,7 +197,7 @@ def main(argv):
     if "int8" in variants:
         per_width.append("per_width_int8")
         for w in widths:
-            files["per_width_int8", w] = export.export_tflite(
+            files["per_width_int8", w] = export_tflite(
                 model,
                 os.path.join(folder, f"w{w}_int8.tflite"),
                 width=w,
@@ -188,7 +205,7 @@ def main(argv):
                 representative_dataset=calibration,
             )
     for name, kwargs in variants.items():
-        files[name] = export.export_tflite(
+        files[name] = export_tflite(
             model,
             os.path.join(folder, f"{name}.tflite"),
             widths="all",
@@ -213,9 +230,12 @@ def main(argv):
     images = np.random.default_rng(0).normal(size=(1, size, size, 3))
     images = images.astype("float32")
     threads = [int(t) for t in FLAGS.threads]
-    keep = []
-    runners = {}
+    latency = {}
     for t in threads:
+        # One thread count at a time: a 2-thread pool's worker spinning
+        # after a call would slow the 1-thread call that follows it.
+        keep = []
+        runners = {}
         for kind in per_width:
             for w in widths:
                 interpreter, run = runner(files[kind, w], "serving_default", t)
@@ -227,7 +247,8 @@ def main(argv):
                 interpreter, run = runner(files[name], signature, t)
                 keep.append(interpreter)
                 runners[name, w, t] = run
-    latency = median_latencies(runners, images, FLAGS.repeats)
+        latency.update(median_latencies(runners, images, FLAGS.repeats))
+        del keep, runners
     widest = max(widths)
     header = per_width + list(variants)
     for t in threads:
