@@ -5,19 +5,24 @@ each layout (`materialized`, `sliced`, `shared`), with and without batch norm
 folding, and in float16, dynamic range and int8 (calibrated on random
 images: the latency does not depend on the ranges); prints every file's size
 (deterministic) and each signature's median latency in `ai_edge_litert`'s
-interpreter (XNNPACK, batch 1), all signatures timed round robin. Random
+interpreter (XNNPACK, batch 1), all signatures timed round robin, one
+thread count after the other; each latency's ratio is to the same column's
+widest width. With int8, the int8 per-width files are timed too. Random
 weights with measured batch norm statistics: size and latency do not
 depend on the values, as long as no activation is subnormal (see
 `calibrate`).
 
-    python benchmarks/on_device.py --model=s_mobilenet_v1 --threads=1
+    python benchmarks/on_device.py --model=s_mobilenet_v1 --threads=1,2 \
+        --variants=materialized,int8
 """
 
 import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 from absl import app
 from absl import flags
 
@@ -25,7 +30,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 flags.DEFINE_string("model", "s_mobilenet_v1", "Zoo model name.")
 flags.DEFINE_integer("image_size", 224, "Input height and width.")
-flags.DEFINE_integer("threads", 1, "Interpreter threads.")
+flags.DEFINE_list(
+    "threads", ["1"], "Interpreter threads; a list times each in turn."
+)
+flags.DEFINE_string(
+    "folder",
+    None,
+    "Write the files here (default: a new temporary folder); files already "
+    "there from an earlier run of the same --model are reused.",
+)
+flags.DEFINE_bool(
+    "direct",
+    False,
+    "Time only set input / invoke / get output of each signature (the "
+    "interpreter's own calls, private API), not the Python signature "
+    "runner's per-call resize and allocate.",
+)
+flags.DEFINE_bool(
+    "latest_features",
+    False,
+    "The interpreter's experimental_default_delegate_latest_features "
+    "(XNNPACK's newest options).",
+)
 flags.DEFINE_integer("repeats", 30, "Timed runs per signature (median).")
 flags.DEFINE_bool("quantized", True, "Also float16, dynamic range, int8.")
 flags.DEFINE_list(
@@ -43,20 +69,43 @@ flags.DEFINE_bool(
 FLAGS = flags.FLAGS
 
 
-def runner(path, signature):
+def runner(path, signature, threads):
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path), num_threads=FLAGS.threads)
-    return interpreter, interpreter.get_signature_runner(signature)
+    interpreter = Interpreter(
+        model_path=str(path),
+        num_threads=threads,
+        experimental_default_delegate_latest_features=FLAGS.latest_features,
+    )
+    run = interpreter.get_signature_runner(signature)
+    if not FLAGS.direct:
+        return interpreter, run
+    # What the signature runner does per call, less the resize and
+    # allocation it repeats every call (private API, for measuring only).
+    wrapper, subgraph = run._interpreter_wrapper, run._subgraph_index
+    (input_index,) = run._inputs.values()
+    (_, output_index), *_ = run._outputs
+    run(images=np.zeros(run.get_input_details()["images"]["shape"], "f4"))
+
+    def direct(images):
+        wrapper.SetTensor(input_index, images, subgraph)
+        wrapper.Invoke(subgraph)
+        return wrapper.GetTensor(output_index, subgraph)
+
+    return interpreter, direct
 
 
 def median_latencies(runners, images, repeats):
-    """`{key: median ms}`, the runners timed round robin."""
+    """`{key: median ms}`, the runners timed round robin (in reverse order
+    every other round)."""
     times = {key: [] for key in runners}
     for run in runners.values():
-        run(images=images)  # warm up (XNNPACK packs the weights)
-    for _ in range(repeats):
-        for key, run in runners.items():
+        for _ in range(3):
+            run(images=images)  # warm up (XNNPACK packs the weights)
+    order = list(runners)
+    for index in range(repeats):
+        for key in order if index % 2 == 0 else order[::-1]:
+            run = runners[key]
             start = time.perf_counter()
             run(images=images)
             times[key].append(1000 * (time.perf_counter() - start))
@@ -108,12 +157,21 @@ def main(argv):
         return
     widths = tuple(model.widths)
     macs = {w: counts["macs"] for w, counts in profile(model).items()}
-    folder = tempfile.mkdtemp(prefix="on_device_")
+    folder = FLAGS.folder or tempfile.mkdtemp(prefix="on_device_")
+
+    def export_tflite(model, path, **kwargs):
+        # An earlier run's file in --folder is timed again as it is.
+        if FLAGS.folder and os.path.exists(path):
+            return Path(path)
+        return export.export_tflite(model, path, **kwargs)
+
     files = {}
     for w in widths:
-        files["per_width", w] = export.export_tflite(
+        files["per_width", w] = export_tflite(
             model, os.path.join(folder, f"w{w}.tflite"), width=w
         )
+    calibration = np.random.default_rng(1).normal(size=(16, size, size, 3))
+    calibration = calibration.astype("float32")
     variants = {
         "materialized": {},
         "materialized_folded": {"fold_batch_norm": True},
@@ -123,10 +181,9 @@ def main(argv):
     if FLAGS.quantized:
         variants["float16"] = {"quantization": "float16"}
         variants["dynamic_range"] = {"quantization": "dynamic_range"}
-        calibration = np.random.default_rng(1).normal(size=(16, size, size, 3))
         variants["int8"] = {
             "quantization": "int8",
-            "representative_dataset": calibration.astype("float32"),
+            "representative_dataset": calibration,
         }
     if FLAGS.variants:
         unknown = set(FLAGS.variants) - set(variants)
@@ -136,8 +193,19 @@ def main(argv):
                 f"{sorted(variants)}."
             )
         variants = {k: v for k, v in variants.items() if k in FLAGS.variants}
+    per_width = ["per_width"]
+    if "int8" in variants:
+        per_width.append("per_width_int8")
+        for w in widths:
+            files["per_width_int8", w] = export_tflite(
+                model,
+                os.path.join(folder, f"w{w}_int8.tflite"),
+                width=w,
+                quantization="int8",
+                representative_dataset=calibration,
+            )
     for name, kwargs in variants.items():
-        files[name] = export.export_tflite(
+        files[name] = export_tflite(
             model,
             os.path.join(folder, f"{name}.tflite"),
             widths="all",
@@ -147,10 +215,12 @@ def main(argv):
     per_width_total = sum(files["per_width", w].stat().st_size for w in widths)
     print(f"{FLAGS.model}, {size} px, widths {widths}")
     print("File sizes (MB):")
-    for w in widths:
-        nbytes = files["per_width", w].stat().st_size
-        print(f"  per-width file {w}: {nbytes / mb:.2f}")
-    print(f"  per-width files together: {per_width_total / mb:.2f}")
+    for kind in per_width:
+        for w in widths:
+            nbytes = files[kind, w].stat().st_size
+            print(f"  {kind} file {w}: {nbytes / mb:.2f}")
+        total = sum(files[kind, w].stat().st_size for w in widths)
+        print(f"  {kind} files together: {total / mb:.2f}")
     for name in variants:
         print(
             f"  one file, {name}: {files[name].stat().st_size / mb:.2f} "
@@ -159,38 +229,56 @@ def main(argv):
         )
     images = np.random.default_rng(0).normal(size=(1, size, size, 3))
     images = images.astype("float32")
-    keep = []
-    runners = {}
-    for w in widths:
-        interpreter, run = runner(files["per_width", w], "serving_default")
-        keep.append(interpreter)
-        runners["per_width", w] = run
-    for name in variants:
-        for w in widths:
-            signature = export.signature_name(w)
-            interpreter, run = runner(files[name], signature)
-            keep.append(interpreter)
-            runners[name, w] = run
-    latency = median_latencies(runners, images, FLAGS.repeats)
+    threads = [int(t) for t in FLAGS.threads]
+    latency = {}
+    for t in threads:
+        # One thread count at a time: a 2-thread pool's worker spinning
+        # after a call would slow the 1-thread call that follows it.
+        keep = []
+        runners = {}
+        for kind in per_width:
+            for w in widths:
+                interpreter, run = runner(files[kind, w], "serving_default", t)
+                keep.append(interpreter)
+                runners[kind, w, t] = run
+        for name in variants:
+            for w in widths:
+                signature = export.signature_name(w)
+                interpreter, run = runner(files[name], signature, t)
+                keep.append(interpreter)
+                runners[name, w, t] = run
+        latency.update(median_latencies(runners, images, FLAGS.repeats))
+        del keep, runners
     widest = max(widths)
-    print(
-        f"Median latency (ms), {FLAGS.threads} thread(s), batch 1, "
-        f"{FLAGS.repeats} runs round robin; ratio to the widest per-width "
-        "file; MACs ratio:"
-    )
-    header = ["per_width"] + list(variants)
-    print("  width  " + "  ".join(f"{h:>20}" for h in header) + "  MACs ratio")
-    base = latency["per_width", widest]
-    for w in widths:
-        cells = [
-            f"{latency[h, w]:8.2f} ({latency[h, w] / base:5.3f})"
-            for h in header
-        ]
+    header = per_width + list(variants)
+    for t in threads:
         print(
-            f"  {w:<5}  "
-            + "  ".join(f"{c:>20}" for c in cells)
-            + f"  {macs[w] / macs[widest]:.3f}"
+            f"Median latency (ms), {t} thread(s), batch 1, {FLAGS.repeats} "
+            "runs, every cell round robin"
+            + (", direct invoke" if FLAGS.direct else "")
+            + (", latest XNNPACK features" if FLAGS.latest_features else "")
+            + "; in brackets the ratio to the same column's widest; MACs "
+            "ratio:"
         )
+        print(
+            "| width | " + " | ".join(header) + " | MACs ratio | "
+            "float32 one file: latency ratio / MACs ratio |"
+        )
+        print("|---" * (len(header) + 3) + "|")
+        for w in widths:
+            cells = [
+                f"{latency[h, w, t]:.2f} "
+                f"({latency[h, w, t] / latency[h, widest, t]:.3f})"
+                for h in header
+            ]
+            column = "materialized" if "materialized" in header else header[0]
+            ratio = latency[column, w, t] / latency[column, widest, t]
+            mac_ratio = macs[w] / macs[widest]
+            print(
+                f"| {w} | "
+                + " | ".join(cells)
+                + f" | {mac_ratio:.3f} | {ratio / mac_ratio:.2f}x |"
+            )
 
 
 def _by_keyword(function):

@@ -9,12 +9,21 @@ below imports nothing of keras-slimmable):
         --budgets_ms 40,8,15
 
 Without `--tflite` it first exports a zoo model (`--model`, random weights
-unless `--weights`) to a temporary one-file model. Only the Python
+unless `--weights`) to a temporary one-file model. If a latency table was
+saved beside the file (`<file>.latency.json`, written by
+`keras_slimmable.measure_latency(path, save=True)` or by `--save_table`
+here) and it matches the file (size, SHA-256, signatures) and this device,
+it is read instead of timing again; otherwise the widths are timed (and the
+reason printed). Only the Python
 interpreter was run here; docs/on_device.md shows the same calls in Kotlin
 and Swift.
 """
 
+import datetime
+import hashlib
+import json
 import os
+import platform
 import re
 import statistics
 import tempfile
@@ -36,6 +45,12 @@ flags.DEFINE_list(
 )
 flags.DEFINE_integer("runs", 20, "Timed calls per width.")
 flags.DEFINE_integer("threads", 1, "Interpreter threads.")
+flags.DEFINE_bool(
+    "save_table",
+    False,
+    "Save the timings beside --tflite as <file>.latency.json, for the "
+    "next start to read instead of timing again.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -54,7 +69,7 @@ def width_signatures(interpreter):
 
 
 def measure(runners, image, runs):
-    """Median ms per width, the widths timed round robin after a warm-up."""
+    """The times (ms) of every width, timed round robin after a warm-up."""
     times = {width: [] for width in runners}
     for run in runners.values():
         run(images=image)
@@ -63,7 +78,103 @@ def measure(runners, image, runs):
             start = time.perf_counter()
             run(images=image)
             times[width].append(1000 * (time.perf_counter() - start))
-    return {width: statistics.median(t) for width, t in times.items()}
+    return times
+
+
+def table_path(path):
+    return path + ".latency.json"
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def this_device():
+    # As keras_slimmable.profiling records it.
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def read_table(path, signatures, threads):
+    """`({width: median ms}, None)` from the table saved beside the file,
+    or `(None, why not)`: missing, damaged, or measured on another file,
+    signature set, device or thread count."""
+    try:
+        with open(table_path(path), "rb") as file:
+            table = json.load(file)
+        latency = {
+            float(w): float(t["median_ms"])
+            for w, t in table["latency_ms"].items()
+        }
+        recorded = table["file"], table["signatures"], table["device"]
+    except FileNotFoundError:
+        return None, "no saved latency table"
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        return None, f"the saved latency table is damaged ({error!r})"
+    (file, names, device), size = recorded, os.path.getsize(path)
+    if file.get("size") != size or file.get("sha256") != sha256(path):
+        return None, "the saved latency table is of another file"
+    if set(names) != set(signatures) or set(latency) != set(
+        signatures.values()
+    ):
+        return None, "the saved latency table has other signatures"
+    if device != this_device():
+        return None, "the saved latency table is of another device"
+    if table.get("num_threads") not in (None, threads):
+        return None, (
+            f"the saved latency table is of {table.get('num_threads')} "
+            "thread(s)"
+        )
+    return latency, None
+
+
+def deciles(times):
+    return statistics.quantiles(times, n=10) if len(times) > 1 else times
+
+
+def write_table(path, signatures, times, threads):
+    """Saves the timings beside the file, in keras_slimmable's format:
+    written to a temporary file, synced, then renamed over the old one."""
+    table = {
+        "format": "keras_slimmable.latency_table",
+        "version": 1,
+        "file": {
+            "name": os.path.basename(path),
+            "size": os.path.getsize(path),
+            "sha256": sha256(path),
+        },
+        "signatures": signatures,
+        "device": this_device(),
+        "batch_size": 1,
+        "num_threads": threads,
+        "measured_at": datetime.datetime.now(datetime.timezone.utc)
+        .replace(microsecond=0)
+        .isoformat(),
+        "latency_ms": {
+            repr(width): {
+                "median_ms": statistics.median(t),
+                "p10_ms": deciles(t)[0],
+                "p90_ms": deciles(t)[-1],
+                "runs": len(t),
+            }
+            for width, t in times.items()
+        },
+    }
+    target = table_path(path)
+    partial = f"{target}.{os.getpid()}.partial"
+    with open(partial, "w") as file:
+        json.dump(table, file, indent=1)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(partial, target)
+    return target
 
 
 def widest_within(latency, budget_ms):
@@ -72,7 +183,7 @@ def widest_within(latency, budget_ms):
     return max(fitting) if fitting else None
 
 
-def run_on_device(path, budgets, runs, threads):
+def run_on_device(path, budgets, runs, threads, save_table=False):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
@@ -87,11 +198,27 @@ def run_on_device(path, budgets, runs, threads):
     (details,) = runners[max(runners)].get_input_details().values()
     image = np.random.default_rng(0).normal(size=details["shape"])
     image = image.astype(details["dtype"])
-    with _cli.quiet_stderr(not FLAGS.verbose):
-        latency = measure(runners, image, runs)
+    signatures = {
+        name: float(f"{m[1]}.{m[2]}")
+        for name in interpreter.get_signature_list()
+        if (m := re.fullmatch(r"serving_w(\d+)_(\d+)", name))
+    }
     print(f"{os.path.basename(path)}: {len(runners)} widths in one file")
-    for width, ms in latency.items():
-        print(f"  width {width:<5} {ms:7.2f} ms (median of {runs})")
+    latency, why_not = read_table(path, signatures, threads)
+    if latency is not None:
+        print(f"Read the latency table {os.path.basename(table_path(path))}")
+        for width, ms in latency.items():
+            print(f"  width {width:<5} {ms:7.2f} ms (saved)")
+    else:
+        print(f"Timing every width: {why_not}.")
+        with _cli.quiet_stderr(not FLAGS.verbose):
+            times = measure(runners, image, runs)
+        latency = {w: statistics.median(t) for w, t in times.items()}
+        for width, ms in latency.items():
+            print(f"  width {width:<5} {ms:7.2f} ms (median of {runs})")
+        if save_table:
+            saved = write_table(path, signatures, times, threads)
+            print(f"Saved the latency table {os.path.basename(saved)}")
     current = None
     for budget in budgets:
         width = widest_within(latency, budget)
@@ -145,8 +272,15 @@ def main(argv):
     if FLAGS.tflite:
         if not os.path.isfile(FLAGS.tflite):
             raise _cli.CommandLineError(f"No file at --tflite={FLAGS.tflite}")
-        run_on_device(FLAGS.tflite, budgets, FLAGS.runs, FLAGS.threads)
+        run_on_device(
+            FLAGS.tflite, budgets, FLAGS.runs, FLAGS.threads, FLAGS.save_table
+        )
         return
+    if FLAGS.save_table:
+        raise _cli.CommandLineError(
+            "--save_table saves beside --tflite; without it the model is a "
+            "temporary file."
+        )
     with tempfile.TemporaryDirectory() as folder:
         path = export_zoo_model(folder)
         run_on_device(path, budgets, FLAGS.runs, FLAGS.threads)

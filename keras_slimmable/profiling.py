@@ -28,7 +28,10 @@ figures equal the published ones):
   `keras.layers.BatchNormalization`, which every width shares.
 """
 
+import logging
 import math
+import os
+from pathlib import Path
 
 import keras
 
@@ -36,6 +39,8 @@ from keras_slimmable.layers import SlimmableLayer
 from keras_slimmable.widths import ActiveWidth
 from keras_slimmable.widths import width_index
 from keras_slimmable.widths import width_scope
+
+_LOGGER = logging.getLogger("keras_slimmable.profiling")
 
 _AVERAGE_POOLING = (
     keras.layers.AveragePooling1D,
@@ -275,7 +280,15 @@ def _count(call, width):
 # Latency per width -----------------------------------------------------------
 
 
-def measure_latency(model, widths=None, batch_size=1, runs=50, warmup=5):
+def measure_latency(
+    model,
+    widths=None,
+    batch_size=1,
+    runs=50,
+    warmup=5,
+    num_threads=None,
+    save=False,
+):
     """Times inference at every width on this device.
 
     The widths are timed round robin: each round calls every width once
@@ -302,6 +315,12 @@ def measure_latency(model, widths=None, batch_size=1, runs=50, warmup=5):
         runs: timed calls per width. Defaults to `50`.
         warmup: untimed calls per width, before the timed ones. Defaults
             to `5`.
+        num_threads: the LiteRT interpreter's threads, for TFLite files.
+            Defaults to `None` (the interpreter's default).
+        save: for a TFLite file with a signature per width: also write the
+            result beside it, as `<file>.latency.json`
+            (`save_latency_table`), which `select_width(path, ...)` then
+            reads instead of timing again. Defaults to `False`.
 
     Returns:
         A dict `{width: {"median_ms": float, "p10_ms": float,
@@ -328,7 +347,14 @@ def measure_latency(model, widths=None, batch_size=1, runs=50, warmup=5):
     _check_count("batch_size", batch_size, minimum=1)
     _check_count("runs", runs, minimum=1)
     _check_count("warmup", warmup, minimum=0)
-    runners = _latency_runners(model, widths, batch_size)
+    if num_threads is not None:
+        _check_count("num_threads", num_threads, minimum=1)
+    if save and not isinstance(model, (str, os.PathLike)):
+        raise ValueError(
+            "`save=True` stores the table beside a TFLite file: `model` "
+            f"must be its path. Received: model={model!r}"
+        )
+    runners = _latency_runners(model, widths, batch_size, num_threads)
     for run in runners.values():
         for _ in range(warmup):
             run()
@@ -345,7 +371,12 @@ def measure_latency(model, widths=None, batch_size=1, runs=50, warmup=5):
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {key: _latency_summary(times[key]) for key in order}
+    result = {key: _latency_summary(times[key]) for key in order}
+    if save:
+        save_latency_table(
+            model, result, batch_size=batch_size, num_threads=num_threads
+        )
+    return result
 
 
 def select_width(
@@ -355,8 +386,18 @@ def select_width(
     batch_size=1,
     runs=50,
     measurements=None,
+    saved_table="auto",
 ):
     """The widest width whose measured median latency fits a budget.
+
+    On a TFLite file with a signature per width, a latency table saved
+    beside it (`measure_latency(path, save=True)`, `<file>.latency.json`)
+    is read instead of timing again, if it matches the file (its size, its
+    SHA-256 and its signatures), this device, `batch_size` and the widths
+    asked for. Which one was used is logged (logger
+    `"keras_slimmable.profiling"`, level INFO); a table that is present
+    but damaged or does not match is ignored with a warning, and the
+    widths are timed.
 
     Args:
         model: as for `measure_latency`; unused (may be `None`) when
@@ -367,7 +408,12 @@ def select_width(
         batch_size: images per call when measuring. Defaults to `1`.
         runs: timed calls per width when measuring. Defaults to `50`.
         measurements: the result of `measure_latency`, to choose from
-            without timing again. Defaults to measuring `model` now.
+            without timing again. Defaults to the saved table, if any
+            (see above), else measuring `model` now.
+        saved_table: for a TFLite file: `"auto"` reads a matching saved
+            table if present; `True` requires one (a `ValueError` if it is
+            missing, damaged or does not match); `False` always times.
+            Defaults to `"auto"`.
 
     Returns:
         The width (a float).
@@ -394,10 +440,20 @@ def select_width(
             "`latency_budget_ms` must be a positive number of milliseconds. "
             f"Received: latency_budget_ms={latency_budget_ms!r}"
         )
+    if saved_table not in ("auto", True, False):
+        raise ValueError(
+            "`saved_table` must be 'auto', True or False. Received: "
+            f"saved_table={saved_table!r}"
+        )
+    if measurements is None and isinstance(model, (str, os.PathLike)):
+        measurements = _saved_measurements(
+            model, saved_table, batch_size, widths
+        )
     if measurements is None:
         measurements = measure_latency(
             model, widths=widths, batch_size=batch_size, runs=runs
         )
+        _LOGGER.info("select_width: timed %s now.", _describe(model))
     measured = {}
     for key, timing in measurements.items():
         if isinstance(key, bool) or not isinstance(key, (int, float)):
@@ -436,6 +492,277 @@ def select_width(
     return max(fitting)
 
 
+# A latency table saved beside a file ----------------------------------------
+
+LATENCY_TABLE_SUFFIX = ".latency.json"
+_TABLE_FORMAT = "keras_slimmable.latency_table"
+_TABLE_VERSION = 1
+
+
+class LatencyTableError(ValueError):
+    """A saved latency table that is damaged or does not match its file."""
+
+
+def latency_table_path(path):
+    """Where the latency table of the TFLite file `path` is saved:
+    `<path>.latency.json`, beside it."""
+    path = Path(path)
+    return path.with_name(path.name + LATENCY_TABLE_SUFFIX)
+
+
+def save_latency_table(path, measurements, batch_size=1, num_threads=None):
+    """Saves the measured latency of a one-file model beside it.
+
+    Writes `<path>.latency.json` (`latency_table_path`) atomically: to a
+    hidden file beside it, synced, then renamed over it, so a reader sees
+    the old table or the whole new one, never a part; what a killed
+    writer left is removed by the next save. The table names the file it
+    was measured on (size and SHA-256), its width signatures, this device
+    (`platform.machine()`, `platform.processor()`, `os.cpu_count()`), the
+    batch size and the threads: `load_latency_table` refuses it for any
+    other file or device. The format is plain JSON, for an app to read
+    without this package (`examples/on_device.py`):
+
+    ```
+    {"format": "keras_slimmable.latency_table", "version": 1,
+     "file": {"name": ..., "size": ..., "sha256": ...},
+     "signatures": {"serving_w0_25": 0.25, ...},
+     "device": {...}, "batch_size": 1, "num_threads": null,
+     "measured_at": "2026-11-29T14:00:00+00:00",
+     "latency_ms": {"0.25": {"median_ms": ..., "p10_ms": ..., "p90_ms":
+     ..., "runs": ...}, ...}}
+    ```
+
+    Args:
+        path: the TFLite file with a signature per width.
+        measurements: `measure_latency(path)`'s result, keyed by width.
+        batch_size: the batch size it was measured at. Defaults to `1`.
+        num_threads: the interpreter threads it was measured with.
+            Defaults to `None` (the interpreter's default).
+
+    Returns:
+        The `Path` of the table.
+
+    Raises:
+        FileNotFoundError: if `path` does not exist.
+        ValueError: if the file has no width signatures, or
+            `measurements` are not keyed by its widths.
+    """
+    import datetime
+    import json
+
+    from keras_slimmable.export import _files
+
+    path = Path(path)
+    signatures = _width_signatures(path)
+    if not signatures:
+        raise ValueError(
+            f"{path} has no width signatures (serving_w0_25, ...): a saved "
+            "latency table is for a file with a signature per width "
+            "(export_tflite(..., widths='all'))."
+        )
+    latency = {}
+    for key, timing in measurements.items():
+        if isinstance(key, bool) or not isinstance(key, (int, float)):
+            raise ValueError(
+                "`measurements` must be keyed by width, as measure_latency("
+                f"path) returns. Received the key {key!r}"
+            )
+        matches = [w for w in signatures if math.isclose(w, float(key))]
+        if not matches:
+            raise ValueError(
+                f"{path} has no signature for width {key}: its widths are "
+                f"{sorted(signatures)}."
+            )
+        latency[repr(matches[0])] = {
+            name: (int(timing[name]) if name == "runs" else float(timing[name]))
+            for name in ("median_ms", "p10_ms", "p90_ms", "runs")
+        }
+    table = {
+        "format": _TABLE_FORMAT,
+        "version": _TABLE_VERSION,
+        "file": _file_identity(path),
+        "signatures": {
+            name: width for width, name in sorted(signatures.items())
+        },
+        "device": _device(),
+        "batch_size": batch_size,
+        "num_threads": num_threads,
+        "measured_at": datetime.datetime.now(datetime.timezone.utc)
+        .replace(microsecond=0)
+        .isoformat(),
+        "latency_ms": dict(sorted(latency.items(), key=lambda x: float(x[0]))),
+    }
+    target = latency_table_path(path)
+    _files.remove_leftovers(target.parent, targets={target.name})
+    text = json.dumps(table, indent=1) + "\n"
+    _files.atomic_write_bytes(target, text.encode())
+    return target
+
+
+def load_latency_table(path, batch_size=None, num_threads=None):
+    """Reads the latency table saved beside a one-file model.
+
+    Args:
+        path: the TFLite file (not the table).
+        batch_size: if given, the table must have been measured at it.
+        num_threads: if given, the table must have been measured with it.
+
+    Returns:
+        `(measurements, table)`: `{width: {"median_ms": ..., ...}}` as
+        `measure_latency` returns, and the whole table (a dict).
+
+    Raises:
+        FileNotFoundError: if there is no table beside `path`.
+        LatencyTableError (a `ValueError`): the table is not valid JSON of
+            this format, or it was measured on another file (size or
+            SHA-256), with other signatures, on another device, or at
+            another batch size or thread count; the message says which.
+    """
+    import json
+
+    path = Path(path)
+    table_path = latency_table_path(path)
+    if not table_path.is_file():
+        raise FileNotFoundError(f"No latency table at {str(table_path)!r}")
+    try:
+        table = json.loads(table_path.read_bytes())
+        if (
+            table.get("format") != _TABLE_FORMAT
+            or table.get("version") != _TABLE_VERSION
+        ):
+            raise LatencyTableError(
+                f"{table_path} is not a latency table of version "
+                f"{_TABLE_VERSION}. Received: format="
+                f"{table.get('format')!r}, version={table.get('version')!r}"
+            )
+        measurements = {
+            float(width): {
+                "median_ms": float(t["median_ms"]),
+                "p10_ms": float(t["p10_ms"]),
+                "p90_ms": float(t["p90_ms"]),
+                "runs": int(t["runs"]),
+            }
+            for width, t in table["latency_ms"].items()
+        }
+        recorded_file = dict(table["file"])
+        recorded_signatures = {
+            str(k): float(v) for k, v in table["signatures"].items()
+        }
+        recorded_device = dict(table["device"])
+    except LatencyTableError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise LatencyTableError(
+            f"{table_path} is damaged ({type(error).__name__}: {error}); "
+            "delete it or measure again with measure_latency(path, "
+            "save=True)."
+        ) from None
+    if not measurements:
+        raise LatencyTableError(f"{table_path} holds no measurement.")
+    actual = _file_identity(path, with_hash=False)
+    if recorded_file.get("size") != actual["size"]:
+        raise LatencyTableError(
+            f"{table_path} was measured on another file: "
+            f"{recorded_file.get('size')} bytes, {path} has "
+            f"{actual['size']}."
+        )
+    if recorded_file.get("sha256") != _sha256(path):
+        raise LatencyTableError(
+            f"{table_path} was measured on another file of the same size "
+            f"(its SHA-256 differs from {path}'s)."
+        )
+    signatures = {
+        name: width for width, name in _width_signatures(path).items()
+    }
+    if recorded_signatures != signatures:
+        raise LatencyTableError(
+            f"{table_path} names the signatures {recorded_signatures}; "
+            f"{path} has {signatures}."
+        )
+    if recorded_device != _device():
+        raise LatencyTableError(
+            f"{table_path} was measured on another device: "
+            f"{recorded_device}; this one is {_device()}."
+        )
+    for name, value in (
+        ("batch_size", batch_size),
+        ("num_threads", num_threads),
+    ):
+        if value is not None and table.get(name) != value:
+            raise LatencyTableError(
+                f"{table_path} was measured with {name}="
+                f"{table.get(name)!r}. Received: {name}={value!r}"
+            )
+    return measurements, table
+
+
+def _saved_measurements(path, saved_table, batch_size, widths):
+    """`select_width`'s saved table, or `None` to time (see there)."""
+    import warnings
+
+    if saved_table is False:
+        return None
+    table_path = latency_table_path(path)
+    if saved_table == "auto" and not table_path.exists():
+        return None
+    try:
+        measurements, table = load_latency_table(path, batch_size=batch_size)
+        for width in widths or ():
+            if not any(math.isclose(w, float(width)) for w in measurements):
+                raise LatencyTableError(
+                    f"{table_path} has no measurement for width {width}: "
+                    f"it has {sorted(measurements)}."
+                )
+    except (LatencyTableError, FileNotFoundError) as error:
+        if saved_table is True:
+            raise
+        warnings.warn(
+            f"Ignoring the saved latency table: {error} Timing the widths now.",
+            stacklevel=3,
+        )
+        return None
+    _LOGGER.info(
+        "select_width: read the latency table %s (measured %s).",
+        table_path,
+        table.get("measured_at"),
+    )
+    return measurements
+
+
+def _file_identity(path, with_hash=True):
+    identity = {"name": path.name, "size": path.stat().st_size}
+    if with_hash:
+        identity["sha256"] = _sha256(path)
+    return identity
+
+
+def _sha256(path):
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _device():
+    import platform
+
+    return {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def _describe(model):
+    if isinstance(model, (str, os.PathLike)):
+        return os.fspath(model)
+    return type(model).__name__
+
+
 def _check_count(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(
@@ -455,10 +782,8 @@ def _latency_summary(seconds):
     }
 
 
-def _latency_runners(model, widths, batch_size):
+def _latency_runners(model, widths, batch_size, num_threads=None):
     """`{width: function running one call}`, widths ascending."""
-    import os
-
     import numpy as np
 
     from keras_slimmable.widths import width_index
@@ -466,16 +791,22 @@ def _latency_runners(model, widths, batch_size):
     if isinstance(model, (str, os.PathLike)):
         signatures = _width_signatures(model)
         if signatures:
-            return _signature_runners(model, signatures, widths, batch_size)
+            return _signature_runners(
+                model, signatures, widths, batch_size, num_threads
+            )
         if widths is None:
-            return {os.fspath(model): _tflite_runner(model, batch_size)}
+            return {
+                os.fspath(model): _tflite_runner(model, batch_size, num_threads)
+            }
         widths = list(widths)
         if len(widths) != 1:
             raise ValueError(
                 "A single TFLite file holds one width: give at most one in "
                 f"`widths`. Received: widths={widths!r}"
             )
-        return {float(widths[0]): _tflite_runner(model, batch_size)}
+        return {
+            float(widths[0]): _tflite_runner(model, batch_size, num_threads)
+        }
     if isinstance(model, dict):
         try:
             files = {float(width): path for width, path in model.items()}
@@ -493,7 +824,9 @@ def _latency_runners(model, widths, batch_size):
                     f"No TFLite file for width {width}: the files are for "
                     f"widths {sorted(files)}. Received: widths={widths!r}"
                 )
-            runners[width] = _tflite_runner(files[width], batch_size)
+            runners[width] = _tflite_runner(
+                files[width], batch_size, num_threads
+            )
         return runners
     if not hasattr(model, "widths"):
         raise TypeError(
@@ -530,7 +863,6 @@ def _latency_runners(model, widths, batch_size):
 def _width_signatures(path):
     """`{width: signature name}` of a TFLite file's width signatures
     (`serving_w0_25`, ...; see `keras_slimmable.export`), maybe empty."""
-    import os
     import re
 
     from ai_edge_litert.interpreter import Interpreter
@@ -546,10 +878,8 @@ def _width_signatures(path):
     return found
 
 
-def _signature_runners(path, signatures, widths, batch_size):
+def _signature_runners(path, signatures, widths, batch_size, num_threads):
     """Runners of a multi-width TFLite file's signatures, by width."""
-    import os
-
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
@@ -567,7 +897,9 @@ def _signature_runners(path, signatures, widths, batch_size):
                 f"are {sorted(signatures)}. Received: widths={widths!r}"
             )
         chosen.append(matches[0])
-    interpreter = Interpreter(model_path=os.fspath(path))
+    interpreter = Interpreter(
+        model_path=os.fspath(path), num_threads=num_threads
+    )
     runners = {}
     for width in sorted(set(chosen)):
         runner = interpreter.get_signature_runner(signatures[width])
@@ -582,15 +914,15 @@ def _signature_runners(path, signatures, widths, batch_size):
     return runners
 
 
-def _tflite_runner(path, batch_size):
-    import os
-
+def _tflite_runner(path, batch_size, num_threads=None):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No TFLite file at {os.fspath(path)!r}")
-    interpreter = Interpreter(model_path=os.fspath(path))
+    interpreter = Interpreter(
+        model_path=os.fspath(path), num_threads=num_threads
+    )
     (source,) = interpreter.get_input_details()
     shape = (batch_size,) + tuple(int(d) for d in source["shape"][1:])
     if tuple(source["shape"]) != shape:

@@ -55,3 +55,41 @@ def test_bad_flags_are_one_line(args, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_the_example_saves_then_reads_the_latency_table(tmp_path):
+    import keras
+
+    import keras_slimmable as ks
+    from keras_slimmable import export
+    from keras_slimmable import profiling
+
+    inputs = keras.Input((16, 16, 3))
+    x = ks.SlimmableConv2D((8, 16), 3, padding=1)(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = ks.SlimmableDense(5)(x)
+    model = ks.SlimmableModel(inputs, outputs, widths=(0.5, 1.0))
+    path = export.export_tflite(model, tmp_path / "m.tflite", widths="all")
+    first = run(f"--tflite={path}", "--save_table", "--runs=3")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Timing every width: no saved latency table." in first.stdout
+    assert "Saved the latency table m.tflite.latency.json" in first.stdout
+    # The app's table is the package's format: it loads and matches.
+    measured, table = profiling.load_latency_table(path, num_threads=1)
+    assert sorted(measured) == [0.5, 1.0]
+    assert all(t["runs"] == 3 for t in measured.values())
+    second = run(f"--tflite={path}", "--budgets_ms=1000")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "Read the latency table m.tflite.latency.json" in second.stdout
+    median = measured[1.0]["median_ms"]
+    assert f"width 1.0   {median:7.2f} ms (saved)" in second.stdout
+    # A damaged table is not trusted: timed again, saying why.
+    table_path = profiling.latency_table_path(path)
+    table_path.write_text(table_path.read_text()[:40])
+    third = run(f"--tflite={path}", "--budgets_ms=1000")
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "Timing every width: the saved latency table is damaged" in (
+        third.stdout
+    )
+    assert "budget 1000 ms: switches to width 1.0," in third.stdout
