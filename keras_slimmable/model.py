@@ -2,12 +2,14 @@
 
 import collections
 import math
+import numbers
 import threading
 
 import keras
 
 from keras_slimmable.layers import SlimmableLayer
 from keras_slimmable.layers.base import ScaledChannels
+from keras_slimmable.layers.base import max_channels
 from keras_slimmable.metrics import WidthMetrics
 from keras_slimmable.trainers import SlimmableTrainer
 from keras_slimmable.trainers import WeightCache
@@ -574,6 +576,8 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         width = self._width if width is None else width
         if isinstance(width, ActiveWidth):
             return self._check_active(width)
+        if isinstance(width, dict):
+            return self._configuration(width)
         if self._width_range is None:
             index = width_index(self._widths, width)
             return ActiveWidth(self._widths[index], index)
@@ -620,9 +624,47 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         active = self._active_width(width)
         return self._run_at_width(inputs, active, training=training, mask=mask)
 
+    def _configuration(self, channels):
+        """The `ActiveWidth` of a per-layer channel configuration
+        `{layer name: channel count}`: every slimmable layer with a channel
+        configuration of its own must be named."""
+        configurable = {
+            layer.name: value
+            for layer in self._slimmable_layers()
+            for value in layer.channel_config().values()
+            if not isinstance(value, int)
+        }
+        unknown = sorted(set(channels) - set(configurable))
+        missing = sorted(set(configurable) - set(channels))
+        if unknown or missing:
+            raise ValueError(
+                f"A channel configuration of model '{self.name}' gives one "
+                "count for every slimmable layer whose channels change with "
+                f"the width. Unknown layers: {unknown}; missing: {missing}."
+            )
+        for name, count in channels.items():
+            widest = max_channels(configurable[name])
+            if (
+                isinstance(count, bool)
+                or not isinstance(count, numbers.Integral)
+                or not 1 <= count <= widest
+            ):
+                raise ValueError(
+                    f"Layer '{name}' takes 1 to {widest} channels. Received: "
+                    f"{count!r}"
+                )
+        return ActiveWidth(
+            None,
+            None,
+            None,
+            tuple(sorted((k, int(v)) for k, v in channels.items())),
+        )
+
     def _check_active(self, active):
         """An `ActiveWidth` given as `width=` (by the trainers): a sampled
         one needs a width range; any other must be one the model runs at."""
+        if active.channels is not None:
+            return self._configuration(dict(active.channels))
         if active.sampled is None:
             return self._active_width(active.width)
         if self._width_range is None:
@@ -635,13 +677,17 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
 
     def _forward(self, inputs, active, training=None, mask=None):
         """The functional graph, run at the `ActiveWidth` `active`."""
-        with width_scope(active.index, active.width, active.sampled):
+        with width_scope(
+            active.index, active.width, active.sampled, active.channels
+        ):
             return super().call(inputs, training=training, mask=mask)
 
     def compute_output_spec(self, inputs, training=None, mask=None, width=None):
         active = self._active_width(width)
         with (
-            width_scope(active.index, active.width, active.sampled),
+            width_scope(
+                active.index, active.width, active.sampled, active.channels
+            ),
             implicit_width_scope(),
         ):
             return super().compute_output_spec(

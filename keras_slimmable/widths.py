@@ -171,7 +171,9 @@ def width_name(width, separator="."):
 
 class ActiveWidth(
     collections.namedtuple(
-        "ActiveWidth", ["width", "index", "sampled"], defaults=(None,)
+        "ActiveWidth",
+        ["width", "index", "sampled", "channels"],
+        defaults=(None, None),
     )
 ):
     """The width a forward pass runs at.
@@ -188,13 +190,17 @@ class ActiveWidth(
             their widest and zero the channels beyond the width's count
             (`layers.base.mask_sampled`), so one trace serves every drawn
             width.
+        channels: `None`, or per-layer channel counts that override the
+            width: a tuple of `(layer name, count)` pairs (a non-uniform
+            configuration, such as one AutoSlim finds). Layers not named
+            follow `width`.
     """
 
     __slots__ = ()
 
 
 @contextlib.contextmanager
-def width_scope(index=None, width=None, sampled=None):
+def width_scope(index=None, width=None, sampled=None, channels=None):
     """Makes a width active for the layers called inside.
 
     Args:
@@ -206,6 +212,8 @@ def width_scope(index=None, width=None, sampled=None):
             `sampled`).
         sampled: a scalar float32 tensor, a width drawn at run time (see
             `ActiveWidth.sampled`). Defaults to `None`.
+        channels: per-layer channel counts, `(layer name, count)` pairs
+            (see `ActiveWidth.channels`). Defaults to `None`.
 
     Example:
 
@@ -227,12 +235,14 @@ def width_scope(index=None, width=None, sampled=None):
                 f"A width must be a positive number. Received: width={width!r}"
             )
         width = value
-    elif index is None and sampled is None:
+    elif index is None and sampled is None and channels is None:
         raise ValueError(
             "`width_scope` needs the width's `index` in the model's list, "
             "its `width`, or both. Received: index=None, width=None"
         )
-    token = _ACTIVE_WIDTH.set(ActiveWidth(width, index, sampled))
+    if channels is not None:
+        channels = tuple(sorted(dict(channels).items()))
+    token = _ACTIVE_WIDTH.set(ActiveWidth(width, index, sampled, channels))
     try:
         yield
     finally:

@@ -410,6 +410,22 @@ def channels_at(value, layer_name, width=None):
     active = active_width() if width is None else width
     if active is None:
         return max_channels(value)
+    if active.channels is not None:
+        count = dict(active.channels).get(layer_name)
+        if count is not None:
+            if not 1 <= count <= max_channels(value):
+                raise ValueError(
+                    f"Layer '{layer_name}' has at most "
+                    f"{max_channels(value)} channels; the channel "
+                    f"configuration asks for {count}."
+                )
+            return count
+        if active.width is None and active.index is None:
+            raise ValueError(
+                f"The channel configuration gives no count for layer "
+                f"'{layer_name}' (and no width for the layers it does not "
+                "name)."
+            )
     if active.sampled is not None:
         # Computed at the widest; `mask_sampled` zeroes the rest.
         if not isinstance(value, ScaledChannels):

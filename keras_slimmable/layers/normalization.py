@@ -610,10 +610,13 @@ class UniversalBatchNormalization(SlimmableLayer):
                 f"input with {channels} channels."
             )
         active = active_width()
-        sampled = active is not None and active.sampled is not None
+        # A width drawn at random, or a per-layer configuration, has no
+        # statistics: batch statistics, and nothing tracked (as the
+        # reference trains).
+        sampled = active is not None and (
+            active.sampled is not None or active.channels is not None
+        )
         width = self._width_of(active)
-        # A width drawn at random has no statistics: batch statistics, and
-        # nothing tracked (as the reference trains).
         slot = None if sampled else self._slot(width)
         compute_dtype = inputs.dtype
         if compute_dtype in ("float16", "bfloat16"):

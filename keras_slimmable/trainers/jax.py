@@ -122,7 +122,7 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             with cache.lock:
                 function = cache.inference.get(active)
                 if function is None:
-                    width = active.width
+                    width = active
 
                     def infer(trainable, non_trainable, inputs):
                         outputs, _ = self.stateless_call(

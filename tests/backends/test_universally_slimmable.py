@@ -385,3 +385,27 @@ def test_distillation_needs_a_cross_entropy():
         build().compile(
             "sgd", "sparse_categorical_crossentropy", inplace_distillation=1
         )
+
+
+# Per-layer channel configurations -----------------------------------------
+
+
+def test_a_channel_configuration_runs_each_layer_at_its_count():
+    model = build()
+    model.set_uncalibrated_batch_norm("batch_statistics")
+    x = images(4)
+    uniform = {"conv": 16, "bn": 16, "dw": 16, "bn2": 16}
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(x, width=uniform)),
+        keras.ops.convert_to_numpy(model(x, width=0.5)),
+        atol=1e-6,
+    )
+    # A configuration no width gives (24 channels: no rule's count).
+    assert model(x, width={"conv": 24, "bn": 24, "dw": 24, "bn2": 24}).shape
+    for bad, match in (
+        ({"conv": 16}, r"missing: \['bn', 'bn2', 'dw'\]"),
+        ({"conv": 40, "bn": 40, "dw": 40, "bn2": 40}, "1 to 32"),
+        ({"conv": 16, "bn": 8, "dw": 16, "bn2": 16}, "expects 8 channels"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            model(x, width=bad)
