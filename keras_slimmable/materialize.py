@@ -38,7 +38,8 @@ def materialize(model, width, fold_batch_norm=False):
 
     Args:
         model: a `SlimmableModel`.
-        width: one of `model.widths`.
+        width: one of `model.widths`, or any width of `model.width_range`
+            (with batch-norm statistics: a calibrated width).
         fold_batch_norm: fold every batch norm that directly follows a
             `Conv2D`, `DepthwiseConv2D` or `Dense` layer into that layer's
             kernel and bias (see `fold_batch_norms`). The result then
@@ -51,7 +52,8 @@ def materialize(model, width, fold_batch_norm=False):
         `s_mobilenet_v1_w0_5`.
 
     Raises:
-        ValueError: if `width` is not one of `model.widths`.
+        ValueError: if the model does not run at `width`, or a universal
+            batch norm has no statistics for it.
 
     Example:
 
@@ -61,12 +63,15 @@ def materialize(model, width, fold_batch_norm=False):
     narrow.export("s_mobilenet_v1_w0_5")
     ```
     """
-    index = width_index(model.widths, width)
-    width = model.widths[index]
+    if hasattr(model, "_active_width") and not isinstance(width, dict):
+        active = model._active_width(width)  # any width of a range too
+    else:
+        index = width_index(model.widths, width)
+        active = ActiveWidth(model.widths[index], index)
     plain = _replayed(
         model,
-        lambda inputs: _rebuild(model, inputs, ActiveWidth(width, index), {}),
-        name=f"{model.name}_{width_name(width, '_')}",
+        lambda inputs: _rebuild(model, inputs, active, {}),
+        name=f"{model.name}_{width_name(active.width, '_')}",
     )
     if fold_batch_norm:
         plain = fold_batch_norms(plain)

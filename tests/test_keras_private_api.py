@@ -295,3 +295,22 @@ def test_nodes_by_depth_and_keras_history_describe_the_graph():
     (tensor,) = by_operation["bn"].input_tensors
     assert tensor is x
     assert tensor._keras_history.operation is conv
+
+
+# layers/normalization.py: `UniversalBatchNormalization.add_calibrated_width`
+# adds statistics to a built layer, `drop_calibrated_width` removes them.
+def test_tracker_unlock_and_untrack_variable_add_and_remove_state():
+    layer = keras.layers.Dense(2)
+    layer.build((None, 3))
+    with pytest.raises(ValueError, match="already built"):
+        layer.add_weight(shape=(2,), name="late")
+    layer._tracker.unlock()
+    try:
+        late = layer.add_weight(shape=(2,), name="late", trainable=False)
+    finally:
+        layer._tracker.lock()
+    assert late in layer.non_trainable_variables
+    assert len(layer.weights) == 3
+    layer._untrack_variable(late)
+    assert late not in layer.weights and len(layer.weights) == 2
+    assert layer._tracker.locked

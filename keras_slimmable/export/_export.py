@@ -21,7 +21,6 @@ from keras_slimmable.export._names import check_model_name
 from keras_slimmable.export._names import served_model_name
 from keras_slimmable.export._names import signature_name
 from keras_slimmable.materialize import materialize
-from keras_slimmable.widths import width_index
 
 tf = require_tensorflow(
     "keras_slimmable.export (SavedModel, TF Serving and TFLite)"
@@ -733,7 +732,8 @@ def _check_widths(model, widths):
             "`widths` must name at least one width of the model "
             f"{tuple(model.widths)}. Received: widths={widths!r}"
         )
-    checked = [model.widths[width_index(model.widths, w)] for w in widths]
+    # Any width the model runs at: a listed one, or one of its range.
+    checked = [model._active_width(w).width for w in widths]
     return tuple(sorted(set(checked)))
 
 

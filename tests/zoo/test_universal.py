@@ -168,3 +168,30 @@ def test_builder_arguments():
         zoo.us_mobilenet_v1(calibrated_widths=(0.5, 0.5))
     assert "us_mobilenet_v1" in zoo.list_models()
     assert "us_mobilenet_v2" in zoo.list_models()
+
+
+def test_a_calibrated_width_is_exported(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_slimmable import export
+
+    model = zoo.us_mobilenet_v1(input_shape=(32, 32, 3), classes=10)
+    rng = np.random.default_rng(1)
+    images = rng.normal(size=(16, 32, 32, 3)).astype("float32")
+    model.calibrate_batch_norm([0.4], images, verbose=0)
+    expected = keras.ops.convert_to_numpy(model(images[:1], width=0.4))
+    plain = model.materialize(0.4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(plain(images[:1])), expected, atol=1e-5
+    )
+    # An uncalibrated width: a clear error, and no file.
+    refused = tmp_path / "refused.tflite"
+    with pytest.raises(ValueError, match=r"calibrate_batch_norm\(\[0\.6\]"):
+        export.export_tflite(model, refused, widths=[0.6, 1.0])
+    assert not refused.exists()
+    path = tmp_path / "us.tflite"
+    export.export_tflite(model, path, widths=[0.25, 0.4, 1.0])
+    interpreter = Interpreter(model_path=str(path))
+    runner = interpreter.get_signature_runner(export.signature_name(0.4))
+    (logits,) = runner(images=images[:1]).values()
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
