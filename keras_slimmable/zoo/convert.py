@@ -100,7 +100,7 @@ def convert(model_name, checkpoint, output=None):
             f"Received: --output={output}"
         )
 
-    model = architecture.builder()
+    model = architecture.builder(**architecture.reference_arguments)
     load_reference_checkpoint(
         model, checkpoint, key_map=architecture.key_map, architecture=model_name
     )

@@ -63,6 +63,9 @@ class Architecture:
         recipes: the training recipes, by dataset: `"imagenet"` (the
             reference's, `keras_slimmable.recipes.RECIPES`) and
             `"cifar10"` (`keras_slimmable.recipes.CIFAR10_RECIPES`).
+        reference_arguments: the builder arguments of the model the
+            reference checkpoints load into, beyond the defaults (the US
+            models' `calibrated_widths`).
     """
 
     name: str
@@ -71,6 +74,7 @@ class Architecture:
     key_map: Callable | None = None
     weights: Mapping | None = None
     recipes: Mapping = dataclasses.field(default_factory=dict)
+    reference_arguments: Mapping = dataclasses.field(default_factory=dict)
 
 
 def register(architecture):

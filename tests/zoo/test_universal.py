@@ -195,3 +195,35 @@ def test_a_calibrated_width_is_exported(tmp_path):
     runner = interpreter.get_signature_runner(export.signature_name(0.4))
     (logits,) = runner(images=images[:1]).values()
     np.testing.assert_allclose(logits, expected, atol=1e-4)
+
+
+@needs_fixtures
+@pytest.mark.slow
+def test_converted_checkpoint_loads_as_imagenet(tmp_path, monkeypatch):
+    from keras_slimmable.zoo import convert
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    convert.convert("us_mobilenet_v1", str(OFFICIAL / "us_mobilenet_v1.pt"))
+    model = zoo.us_mobilenet_v1(weights="imagenet")
+    assert len(model.calibrated_widths) == 31
+    reference = np.load(OFFICIAL / "us_mobilenet_v1_reference.npz")
+    for width in (0.275, 0.8):
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(
+                model(reference["input_nhwc"], width=width)
+            ),
+            reference[f"logits_{width}"],
+            atol=1e-4,
+        )
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_model_cards_quote_the_reference_figures(name, reference_counts):
+    root = Path(__file__).resolve().parents[2] / "zoo"
+    assert f"({name}/README.md)" in (root / "README.md").read_text()
+    card = (root / name / "README.md").read_text()
+    for counts in reference_counts[name].values():
+        assert f"{counts['macs']:,}" in card
+        assert f"{counts['conv_fc_params']:,}" in card
+        assert f"{counts['bn_affine_params']:,}" in card
+    assert "CC BY-NC 4.0" in card

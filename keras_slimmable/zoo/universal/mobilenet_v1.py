@@ -120,5 +120,6 @@ ARCHITECTURE = register(
         widths=DEFAULT_WIDTHS,
         key_map=key_map,
         weights=MANIFEST,
+        reference_arguments={"calibrated_widths": PUBLISHED_CALIBRATED_WIDTHS},
     )
 )
