@@ -26,3 +26,22 @@ def test_in_code_example_runs(tmp_path, monkeypatch):
     model = namespace["model"]
     assert model.width == 0.5
     assert os.path.exists(tmp_path / "slimmable.keras")
+
+
+def test_any_width_example_runs():
+    (block,) = [
+        b for b in python_blocks(README.read_text()) if "sandwich_rule" in b
+    ]
+    import keras
+
+    import keras_slimmable as ks
+
+    rng = np.random.default_rng(0)
+    namespace = {
+        "keras": keras,
+        "ks": ks,
+        "images": rng.normal(size=(16, 32, 32, 3)).astype("float32"),
+        "labels": rng.integers(0, 10, size=(16,)),
+    }
+    exec(compile(block, str(README), "exec"), namespace)
+    assert namespace["model"].calibrated_widths == (0.25, 0.4, 0.6, 1.0)
