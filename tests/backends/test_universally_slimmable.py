@@ -404,6 +404,9 @@ def test_a_channel_configuration_runs_each_layer_at_its_count():
     assert model(x, width={"conv": 24, "bn": 24, "dw": 24, "bn2": 24}).shape
     for bad, match in (
         ({"conv": 16}, r"missing: \['bn', 'bn2', 'dw'\]"),
+        ({}, r"missing: \['bn', 'bn2', 'conv', 'dw'\]"),
+        ({"conv": -8, "bn": -8, "dw": -8, "bn2": -8}, "1 to 32"),
+        ({"conv": 16, "bn": 16, "dw": 16, "bn2": 16, "fc": 10}, "Unknown"),
         ({"conv": 40, "bn": 40, "dw": 40, "bn2": 40}, "1 to 32"),
         ({"conv": 16, "bn": 8, "dw": 16, "bn2": 16}, "expects 8 channels"),
     ):
