@@ -378,7 +378,8 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         A width of the model's range without statistics gets them: it is
         then calibrated, saved with the model and runs at inference. A
         switchable batch norm (`SwitchableBatchNormalization`) is
-        recalibrated too, for the model's listed widths.
+        recalibrated too, for the model's listed widths (the naive
+        baseline's one shared batch norm cannot be: an error).
 
         Args:
             widths: the widths to calibrate (each in `widths` or in
@@ -407,7 +408,6 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             layer
             for layer in self._slimmable_layers()
             if hasattr(layer, "calibration_statistics")
-            and not getattr(layer, "shared", False)
         ]
         if not layers:
             raise ValueError(
@@ -417,15 +417,12 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         batches = self._calibration_batches(data, steps, batch_size)
         # Everything is checked: now the statistics change, and are put
         # back as they were if anything fails on the way.
-        added = {
-            id(layer): [
-                a.width
-                for a in actives
-                if getattr(layer, "_slot", None) is not None
-                and layer._slot(a.width) is None
-            ]
-            for layer in layers
-        }
+        added = [
+            (layer, active.width)
+            for layer in self._universal_batch_norms()
+            for active in actives
+            if not layer.is_calibrated(active.width)
+        ]
         variables = [
             v for layer in layers for v in layer.non_trainable_variables
         ]
@@ -458,9 +455,8 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         except BaseException:
             for variable, value in zip(variables, saved):
                 variable.assign(value)
-            for layer in layers:
-                for width in reversed(added[id(layer)]):
-                    layer.drop_calibrated_width(width)
+            for layer, width in reversed(added):
+                layer.drop_calibrated_width(width)
             raise
         finally:
             self._forget_compiled_functions()

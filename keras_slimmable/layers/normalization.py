@@ -531,6 +531,11 @@ class UniversalBatchNormalization(SlimmableLayer):
             ),
         )
 
+    def is_calibrated(self, width):
+        """Whether `width` has statistics (equal to a calibrated width at
+        float32 precision)."""
+        return self._slot(width) is not None
+
     def calibration_statistics(self, width):
         """The `(moving_mean, moving_variance)` variables of `width` (an
         `ActiveWidth`), added if it has none (see

@@ -412,3 +412,39 @@ def test_a_channel_configuration_runs_each_layer_at_its_count():
     ):
         with pytest.raises(ValueError, match=match):
             model(x, width=bad)
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_switchable_batch_norms_calibrate_too(shared):
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((8, 8, 3))
+    x = ks.SlimmableConv2D((16, 32), 3, padding=1, use_bias=False, name="conv")(
+        inputs
+    )
+    x = ks.SwitchableBatchNormalization(
+        (16, 32), epsilon=1e-5, shared=shared, name="bn"
+    )(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = ks.SlimmableDense(10)(x)
+    model = ks.SlimmableModel(inputs, outputs, widths=(0.5, 1.0))
+    x = images(24)
+    if shared:
+        values = numpy_values(model)
+        with pytest.raises(ValueError, match="shared batch norm"):
+            model.calibrate_batch_norm([0.5], x, verbose=0)
+        for before, after in zip(values, numpy_values(model)):
+            np.testing.assert_array_equal(before, after)
+        return
+    model.calibrate_batch_norm([0.5], x, batch_size=8, verbose=0)
+    expected_mean, expected_variance = batch_statistics(model, x, 0.5, 8)
+    batch_norm = model.get_layer("bn").batch_norms[0]
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(batch_norm.moving_mean),
+        expected_mean,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(batch_norm.moving_variance),
+        expected_variance,
+        rtol=1e-4,
+    )
