@@ -192,7 +192,7 @@ def _split_folders(root, counts, seed, scratch):
         target = Path(scratch) / split
         for file in chosen:
             link = target / Path(file).parent.name / Path(file).name
-            link.parent.mkdir(exist_ok=True)
+            link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to(file)
         folders[split] = str(target)
     return folders
@@ -293,8 +293,10 @@ def build_model(widths, shared_batch_norm=False):
     )
 
 
-def compile_model(model, total_steps):
-    """The same optimizer for every method."""
+def compile_model(model, total_steps, **compile_kwargs):
+    """The same optimizer for every method; `compile_kwargs` go to
+    `model.compile` (e.g. `sandwich_rule`, for
+    `examples/reproduce_us_cifar10.py`)."""
     recipes.apply_weight_decay(model, FLAGS.weight_decay)
     model.compile(
         optimizer=recipes.sgd(
@@ -307,6 +309,7 @@ def compile_model(model, total_steps):
         # --quick only: tracing the four-width training step takes longer
         # (about 45 s) than the whole smoke run's few eager steps.
         run_eagerly=FLAGS.quick,
+        **compile_kwargs,
     )
 
 
