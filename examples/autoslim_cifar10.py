@@ -202,6 +202,15 @@ def _write(path, text):
 def main(argv):
     del argv
     start = time.perf_counter()
+    try:
+        targets = [float(t) for t in FLAGS.targets]
+    except ValueError:
+        targets = [None]
+    if not targets or not all(t is not None and 0 < t <= 1 for t in targets):
+        raise ValueError(
+            "--targets are fractions of the full MACs, in (0, 1]. "
+            f"Received: --targets={FLAGS.targets}"
+        )
     if FLAGS.quick:
         FLAGS.held_out = min(FLAGS.held_out, 64)
         FLAGS.search_batch = min(FLAGS.search_batch, 64)
@@ -210,13 +219,8 @@ def main(argv):
         FLAGS.epochs = 1
         FLAGS.batch_size = min(FLAGS.batch_size, 64)
         FLAGS.divisor = max(FLAGS.divisor, 128)
-        FLAGS.targets = ["0.9", "0.8"]
-    targets = sorted((float(t) for t in FLAGS.targets), reverse=True)
-    if not all(0 < t <= 1 for t in targets):
-        raise ValueError(
-            "--targets are fractions of the full MACs, in (0, 1]. "
-            f"Received: --targets={FLAGS.targets}"
-        )
+        targets = [0.9, 0.8]
+    targets = sorted(targets, reverse=True)
     out = Path(FLAGS.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(FLAGS.seed)
