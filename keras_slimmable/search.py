@@ -274,11 +274,11 @@ def autoslim_search(
         model: a trained `SlimmableModel` with a `width_range` (e.g.
             `keras_slimmable.zoo.us_mobilenet_v1`), outputting one score
             per class.
-        data: the held-out data: `(images, labels)` arrays (one batch), or
-            an iterable of such batches (e.g. a `tf.data.Dataset`), of
-            which only the first is used. Labels are class indices or
-            one-hot. Use images the model was not trained on and that are
-            not test images.
+        data: the held-out data: a tuple `(images, labels)` (one batch),
+            or an iterable of such batches (a `tf.data.Dataset`, a list, a
+            generator), of which only the first is used. Labels are class
+            indices or one-hot. Use images the model was not trained on
+            and that are not test images.
         macs_targets: a MACs budget (per image) or a list of them, each
             in `(0, full model's MACs]`.
         divisor: the channels removed per step. Defaults to `8`.
@@ -364,11 +364,11 @@ def autoslim_search(
 
     verbose = 1 if verbose == "auto" else verbose
     progress = (
+        # Progress: percent of the way from the full MACs to the last target.
         keras.utils.Progbar(
-            max(full_macs - targets[-1], 1),
+            100,
             verbose=verbose,
             stateful_metrics=["MMACs", "error", "steps"],
-            unit_name="MAC",
         )
         if verbose
         else None
@@ -405,8 +405,9 @@ def autoslim_search(
         macs = macs_of(counts)
         steps += 1
         if progress is not None:
+            done = (full_macs - macs) / max(full_macs - targets[-1], 1)
             progress.update(
-                min(full_macs - macs, progress.target),
+                min(int(100 * done), 100),
                 values=[
                     ("MMACs", macs / 1e6),
                     ("error", error),
@@ -418,7 +419,7 @@ def autoslim_search(
 
 def _held_out_batch(data, batch_size):
     batch = data
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
+    if not (isinstance(data, tuple) and len(data) == 2):
         iterator = iter(data)
         try:
             batch = next(iterator)

@@ -179,8 +179,21 @@ def test_the_search_accepts_batches_and_one_hot_labels():
     full = search.configuration_macs(model, full_channels(model))
     expected = search.autoslim_search(model, (x, labels), 0.8 * full, verbose=0)
     batches = [(x, keras.utils.to_categorical(labels, 10)), (x[:1], labels[:1])]
-    got = search.autoslim_search(model, iter(batches), 0.8 * full, verbose=0)
+    got = search.autoslim_search(model, batches, 0.8 * full, verbose=0)
     assert got == expected
+
+
+def test_a_progress_bar_shows_the_macs_and_the_error(capsys):
+    model = tiny()
+    x = images()
+    full = search.configuration_macs(model, full_channels(model))
+    (result,) = search.autoslim_search(
+        model, (x, np.zeros(len(x), "int32")), [0.7 * full], verbose=1
+    )
+    shown = capsys.readouterr().out
+    assert "100/100" in shown
+    assert f"MMACs: {result.macs / 1e6:.4f}" in shown
+    assert "error:" in shown
 
 
 def test_bad_inputs_raise_and_leave_the_model_unchanged():
