@@ -29,6 +29,7 @@ _EXPORTS = {
     "layers": "keras_slimmable.layers",
     "recipes": "keras_slimmable.recipes",
     "sandwich": "keras_slimmable.sandwich",
+    "search": "keras_slimmable.search",
     "zoo": "keras_slimmable.zoo",
     "load_reference_checkpoint": "keras_slimmable.zoo",
     "ScaledChannels": "keras_slimmable.layers",
