@@ -73,7 +73,9 @@ def profile(model, input_shape=None, widths=None):
             `(224, 224, 3)`; a list of shapes for a model with several
             inputs. Defaults to the model's input shape.
         widths: the widths to count. Defaults to `model.widths`; a model
-            with a `width_range` is counted at any width in it.
+            with a `width_range` is counted at any width in it. A per-layer
+            configuration (`{layer name: channels}`) is counted too, keyed
+            by its sorted `(layer name, channels)` pairs.
 
     Returns:
         A dict `{width: {"macs": int, "conv_fc_params": int,
@@ -102,12 +104,18 @@ def profile(model, input_shape=None, widths=None):
         indices = [width_index(model.widths, w) for w in widths]
         actives = [ActiveWidth(model.widths[i], i) for i in indices]
     result = {}
-    for active in sorted(actives, key=lambda a: a.width):
+    # Widths ascending; per-layer configurations after them, in the order
+    # given, keyed by their `(layer name, count)` pairs.
+    for active in sorted(
+        actives, key=lambda a: (a.width is None, a.width or 0.0)
+    ):
         totals = {"macs": 0, "conv_fc_params": 0, "bn_affine_params": 0}
         for call in layer_calls(model, active, inputs):
             for key, value in _count(call, active).items():
                 totals[key] += value
-        result[active.width] = totals
+        result[
+            active.width if active.width is not None else active.channels
+        ] = totals
     return result
 
 
@@ -173,7 +181,9 @@ def layer_calls(model, active, inputs):
 
     if not isinstance(active, ActiveWidth):
         active = ActiveWidth(model.widths[active], active)
-    with width_scope(active.index, width=active.width):
+    with width_scope(
+        active.index, active.width, active.sampled, active.channels
+    ):
         _walk(model, inputs, visit)
     return calls
 

@@ -448,3 +448,15 @@ def test_switchable_batch_norms_calibrate_too(shared):
         expected_variance,
         rtol=1e-4,
     )
+
+
+def test_profile_counts_a_channel_configuration():
+    model = build()
+    uniform = {"conv": 16, "bn": 16, "dw": 16, "bn2": 16}
+    counted = ks.profile(model, widths=[0.5, uniform])
+    key = tuple(sorted(uniform.items()))
+    assert counted[key] == counted[0.5]
+    # 8x8 output positions: conv 3*3*3*16, depthwise 3*3*16, pool 8*8*16
+    # (an add per position), dense 16*10.
+    expected = 64 * 27 * 16 + 64 * 9 * 16 + 64 * 16 + 16 * 10
+    assert counted[0.5]["macs"] == expected
