@@ -1072,7 +1072,7 @@ def test_cli_help_does_not_import_tensorflow():
         ),
         (
             ["--model=nope", "--weights=none", "--out=x"],
-            "Unknown --model=nope. Choose one of: s_mobilenet_v1, ",
+            "Unknown --model=nope. Choose one of: autoslim_mnasnet, ",
         ),
         (
             ["--model=s_mobilenet_v1", "--weights=none", "--out=x"]

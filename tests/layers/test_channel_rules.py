@@ -18,6 +18,7 @@ from keras_slimmable.layers import SlimmableDense
 from keras_slimmable.layers import SlimmableDepthwiseConv2D
 from keras_slimmable.layers import SlimmableGroupedConv2D
 from keras_slimmable.layers import SwitchableBatchNormalization
+from keras_slimmable.widths import ActiveWidth
 from keras_slimmable.widths import active_width
 from keras_slimmable.widths import width_scope
 
@@ -58,7 +59,9 @@ def test_scaled_channels_refuses_widths_outside_its_range():
 def test_width_scope_carries_the_width_and_its_index():
     assert active_width() is None
     with width_scope(2, width=0.75):
-        assert active_width() == (0.75, 2)
+        assert active_width() == ActiveWidth(0.75, 2)
+        assert active_width().sampled is None
+        assert active_width().channels is None
         with width_scope(width=0.4):
             assert active_width().width == 0.4
             assert active_width().index is None
