@@ -29,7 +29,6 @@ from keras_slimmable.layers import SlimmableLayer
 from keras_slimmable.layers import SwitchableBatchNormalization
 from keras_slimmable.layers import UniversalBatchNormalization
 from keras_slimmable.layers.base import max_channels
-from keras_slimmable.widths import width_scope
 
 ChannelGroup = collections.namedtuple(
     "ChannelGroup", ["name", "layers", "channels", "searchable"]
@@ -217,30 +216,10 @@ def configuration_macs(model, channels, input_shape=None):
     Returns:
         An int.
     """
-    # `profile(model, widths=[channels])` cannot count a configuration yet
-    # (its walk enters the width scope without the configuration).
-    active = model._active_width(dict(channels))
-    inputs = profiling._symbolic_inputs(model, input_shape)
-    total = 0
-
-    def visit(operation):
-        def run(*args, **kwargs):
-            nonlocal total
-            outputs = operation.compute_output_spec(*args, **kwargs)
-            call = profiling.LayerCall(
-                operation,
-                profiling._tensors((args, kwargs)),
-                profiling._tensors(outputs),
-                [],
-            )
-            total += profiling._count(call, active)["macs"]
-            return outputs
-
-        return run
-
-    with width_scope(None, None, None, active.channels):
-        profiling._walk(model, inputs, visit)
-    return int(total)
+    channels = dict(channels)
+    key = model._active_width(channels).channels
+    counted = profiling.profile(model, input_shape, widths=[channels])
+    return counted[key]["macs"]
 
 
 def autoslim_search(
