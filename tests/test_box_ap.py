@@ -294,3 +294,28 @@ def test_bad_input_raises(change, message):
     change(detections, ground_truth)
     with pytest.raises(ValueError, match=message):
         box_ap(detections, ground_truth, num_classes=2)
+
+
+def test_equal_ious_take_the_last_object_as_cocoeval():
+    # The first detection overlaps both objects equally (IoU 90 / 110 =
+    # 0.82); COCOeval matches it to the later object, B, leaving A to the
+    # second detection, an exact hit. Up to threshold 0.80 (7 thresholds)
+    # both hit: AP 1. From 0.85 (3 thresholds) the first misses and the
+    # second hits: precision 1/2 up to recall 1/2, AP = 0.5 * 51 / 101.
+    # Matching the first to A would leave B (IoU 80 / 120 = 0.67) to the
+    # second: AP75 would be 51 / 101.
+    detections, ground_truth = _one_image(
+        [[0, 0, 10, 10], [2, 0, 12, 10]],
+        [0, 0],
+        [[1, 0, 11, 10], [0, 0, 10, 10]],
+        [0.9, 0.8],
+        [0, 0],
+    )
+    expected = [(7 + 3 * 0.5 * 51 / 101) / 10, 1.0, 1.0]
+    result = box_ap(detections, ground_truth)
+    np.testing.assert_allclose(
+        [result["ap"], result["ap50"], result["ap75"]], expected, atol=1e-12
+    )
+    np.testing.assert_allclose(
+        _coco_stats(detections, ground_truth, 1), expected, atol=1e-12
+    )
