@@ -49,7 +49,11 @@ def materialize(model, width, fold_batch_norm=False):
 
     Returns:
         A functional `keras.Model` named `<model name>_w<width>`, e.g.
-        `s_mobilenet_v1_w0_5`.
+        `s_mobilenet_v1_w0_5`. For a model with feature pyramid levels
+        (`model.pyramid_outputs`), its `pyramid_outputs` attribute maps
+        the same level names to its own tensors, so that keras-hub's
+        `RetinaNetBackbone(image_encoder=...)` takes it (an attribute
+        only: `keras.saving` does not keep it).
 
     Raises:
         ValueError: if the model does not run at `width`, or a universal
@@ -70,7 +74,7 @@ def materialize(model, width, fold_batch_norm=False):
         active = ActiveWidth(model.widths[index], index)
     plain = _replayed(
         model,
-        lambda inputs: _rebuild(model, inputs, active, {}),
+        lambda graph, inputs: _rebuild(graph, inputs, active, {}),
         name=f"{model.name}_{width_name(active.width, '_')}",
     )
     if fold_batch_norm:
@@ -130,7 +134,7 @@ def fold_batch_norms(model):
     # Private Keras API, as in `_rebuild`.
     return _replayed(
         model,
-        lambda inputs: model._run_through_graph(
+        lambda graph, inputs: graph._run_through_graph(
             inputs, operation_fn=operation_fn
         ),
         name=model.name,
@@ -139,16 +143,36 @@ def fold_batch_norms(model):
 
 def _replayed(model, replay, name):
     """A functional model on fresh inputs like `model`'s (same shapes,
-    dtypes, names and structure), its outputs `replay(inputs)`."""
+    dtypes, names and structure), its outputs `replay(graph, inputs)`.
+
+    `graph` is `model`, or, for a model with a feature pyramid
+    (`pyramid_outputs`: a `SlimmableModel` with `pyramid_levels`, or a
+    model this module made from one), a functional view of the same
+    layers whose outputs are `model`'s and its pyramid's: the new model
+    then has `pyramid_outputs` too, the same levels mapped to its own
+    graph's tensors (a folded batch norm's level is the output of the
+    layer it was folded into).
+    """
     inputs = [
         keras.Input(batch_shape=x.shape, dtype=x.dtype, name=x.name)
         for x in model.inputs
     ]
-    return keras.Model(
-        inputs=keras.tree.pack_sequence_as(model.input, inputs),
-        outputs=replay(inputs),
-        name=name,
+    inputs = keras.tree.pack_sequence_as(model.input, inputs)
+    pyramid = dict(getattr(model, "pyramid_outputs", None) or {})
+    if not pyramid:
+        return keras.Model(
+            inputs=inputs, outputs=replay(model, inputs), name=name
+        )
+    graph = keras.Model(
+        inputs=model.input,
+        outputs={"outputs": model.output, "pyramid": pyramid},
     )
+    outputs = replay(graph, inputs)
+    plain = keras.Model(inputs=inputs, outputs=outputs["outputs"], name=name)
+    # As keras-hub's `FeaturePyramidBackbone`: a plain attribute, not
+    # saved with the model.
+    plain.pyramid_outputs = dict(outputs["pyramid"])
+    return plain
 
 
 def _identity(inputs, *unused_args, **unused_kwargs):
@@ -184,7 +208,8 @@ def _foldable_pairs(model):
     for node in nodes:
         for tensor in node.input_tensors:
             consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
-    for tensor in model.outputs:
+    pyramid = getattr(model, "pyramid_outputs", None) or {}
+    for tensor in list(model.outputs) + list(pyramid.values()):
         consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
     calls = {}
     for node in nodes:

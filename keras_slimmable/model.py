@@ -3,6 +3,7 @@
 import collections
 import math
 import numbers
+import re
 import threading
 
 import keras
@@ -124,6 +125,18 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             `(0.25, 0.5, 0.75, 1.0)`. Every slimmable layer holds one
             channel count per width, in this order.
         width: the default width. Defaults to the widest.
+        width_range: `(narrowest, widest)` for a model that runs at any
+            width in between (universally slimmable), or `None`.
+            Defaults to `None`.
+        pyramid_levels: the feature pyramid levels a detector reads, as
+            a dict from level name (`"P2"`, `"P3"`, ...; level `k` has
+            stride `2**k`) to the name of the layer whose output is that
+            level, e.g. `{"P3": "block5_pointwise_relu", ...}`. Each layer
+            must be in the model and output a 4-D channels-last feature
+            map (the output of its first call, for a shared layer).
+            `pyramid_outputs` then gives the levels' tensors, as a
+            keras-hub `FeaturePyramidBackbone` does. Defaults to `None`
+            (no levels).
         name: the model name.
 
     Example:
@@ -154,18 +167,79 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         width=None,
         width_range=None,
         name=None,
+        pyramid_levels=None,
         **kw,
     ):
         super().__init__(inputs=inputs, outputs=outputs, name=name, **kw)
         self._widths = standardize_widths(widths)
         self._width_range = _standardize_range(width_range, self._widths)
         self._check_layer_widths()
+        self._pyramid_levels = self._checked_pyramid_levels(pyramid_levels)
         self._width = self._widths[-1]
         if width is not None:
             self.set_width(width)
         self._functions = _FunctionCache()
         self._sandwich_rule = None
         self._distill_from_logits = None
+
+    def _checked_pyramid_levels(self, pyramid_levels):
+        """`pyramid_levels` as a new dict, checked against the graph."""
+        if pyramid_levels is None:
+            return {}
+        if not isinstance(pyramid_levels, dict):
+            raise ValueError(
+                "`pyramid_levels` must be a dict from level name ('P2', "
+                "'P3', ...) to layer name. Received: "
+                f"pyramid_levels={pyramid_levels!r}"
+            )
+        names = {layer.name for layer in self.layers}
+        for level, layer_name in pyramid_levels.items():
+            if not isinstance(level, str) or not re.fullmatch(
+                r"P[0-9]+", level
+            ):
+                raise ValueError(
+                    "The keys of `pyramid_levels` are level names 'P<k>' "
+                    "(level k has stride 2**k), e.g. 'P3'. Received: "
+                    f"key {level!r} in pyramid_levels={pyramid_levels!r}"
+                )
+            if not isinstance(layer_name, str) or layer_name not in names:
+                raise ValueError(
+                    f"Level {level!r} of `pyramid_levels` names no layer of "
+                    f"model '{self.name}': expected the name of one of its "
+                    f"layers. Received: {level!r}: {layer_name!r}"
+                )
+            output = self.get_layer(layer_name).output
+            if (
+                not isinstance(output, keras.KerasTensor)
+                or len(output.shape) != 4
+            ):
+                shape = getattr(output, "shape", None)
+                raise ValueError(
+                    f"Level {level!r} of `pyramid_levels` is layer "
+                    f"'{layer_name}', whose output has shape {shape}: "
+                    "expected a 4-D feature map (batch, height, width, "
+                    "channels)."
+                )
+        return dict(pyramid_levels)
+
+    @property
+    def pyramid_levels(self):
+        """The feature pyramid levels: a new dict from level name (`"P2"`,
+        ...) to layer name; empty for a model without levels."""
+        return dict(self._pyramid_levels)
+
+    @property
+    def pyramid_outputs(self):
+        """The feature pyramid, as a keras-hub `FeaturePyramidBackbone`
+        gives it: a dict from level name (`"P2"`, ...; level `k` has
+        stride `2**k`) to the output (a `keras.KerasTensor` of this
+        model's graph) of the level's layer; empty for a model without
+        levels. `SlimmableModel(model.inputs, model.pyramid_outputs,
+        widths=model.widths)` runs the pyramid at every width."""
+        return {
+            level: self.get_layer(name).output
+            for level, name in self._pyramid_levels.items()
+        }
 
     @property
     def sandwich_rule(self):
@@ -839,6 +913,8 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         config["width"] = self._width
         if self._width_range is not None:
             config["width_range"] = list(self._width_range)
+        if self._pyramid_levels:
+            config["pyramid_levels"] = dict(self._pyramid_levels)
         return config
 
     @classmethod
@@ -847,6 +923,7 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         widths = config.pop("widths")
         width = config.pop("width", None)
         width_range = config.pop("width_range", None)
+        pyramid_levels = config.pop("pyramid_levels", None)
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
         return cls(
             inputs=graph.input,
@@ -855,6 +932,7 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             width=width,
             width_range=width_range,
             name=graph.name,
+            pyramid_levels=pyramid_levels,
         )
 
 

@@ -99,6 +99,10 @@ BATCH_NORM_MOMENTUM = 0.9  # PyTorch's momentum 0.1
 BATCH_NORM_EPSILON = 1e-5
 # keras.applications' minimum input height and width.
 MIN_INPUT_SIZE = 32
+# The finest feature pyramid level a zoo backbone exposes: P2, stride 4
+# (finer maps are stems, not stage outputs; keras-hub's backbones start
+# there too).
+MIN_PYRAMID_LEVEL = 2
 
 
 def check_builder_arguments(
@@ -296,6 +300,34 @@ def same_channels(a, b):
     return standard(a) == standard(b)
 
 
+def pyramid_levels(stage_outputs):
+    """The feature pyramid levels of a backbone, from its stage outputs.
+
+    Level `k` (`"P{k}"`) is the feature map of stride `2**k`: the last
+    stage output at that stride, in graph order. Levels below
+    `MIN_PYRAMID_LEVEL` are left out.
+
+    Args:
+        stage_outputs: `(stride, layer name)` pairs in graph order, each
+            the output of a stage or block, its stride relative to the
+            input (a power of 2).
+
+    Returns:
+        A dict from level name to layer name, finest level first (the
+        `pyramid_levels` of `keras_slimmable.SlimmableModel`).
+    """
+    levels = {}
+    for stride, name in stage_outputs:
+        level = int(stride).bit_length() - 1
+        if stride != 2**level:
+            raise ValueError(
+                f"Layer '{name}' has stride {stride}: expected a power of 2."
+            )
+        if level >= MIN_PYRAMID_LEVEL:
+            levels[level] = name
+    return {f"P{level}": levels[level] for level in sorted(levels)}
+
+
 def conv_bn_relu(
     x, channels, kernel_size, strides, padding, batch_norm, prefix, relu6
 ):
@@ -384,7 +416,14 @@ class BuilderArguments:
         )
 
     def model(
-        self, images, outputs, builder, manifest, key_map, width_range=None
+        self,
+        images,
+        outputs,
+        builder,
+        manifest,
+        key_map,
+        width_range=None,
+        pyramid_levels=None,
     ):
         """The `SlimmableModel` from `images` to `outputs`, with the
         `weights` loaded.
@@ -400,6 +439,9 @@ class BuilderArguments:
             key_map: the architecture's reference key map.
             width_range: the model's width range (universally slimmable
                 models), or `None`.
+            pyramid_levels: the backbone's feature pyramid levels
+                (`pyramid_levels`), given to the model without the
+                classifier only: a classifier's config stays as it was.
         """
         from keras_slimmable.model import SlimmableModel
 
@@ -409,6 +451,7 @@ class BuilderArguments:
             widths=self.widths,
             width_range=width_range,
             name=self.name,
+            pyramid_levels=None if self.include_top else pyramid_levels,
         )
         if self.weights is None:
             return model

@@ -20,6 +20,7 @@ from keras_slimmable.zoo.common import batch_norm_factory
 from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_bn_relu
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import pyramid_levels as _levels
 from keras_slimmable.zoo.common import widest_channels
 from keras_slimmable.zoo.common import with_shared_arguments_doc
 from keras_slimmable.zoo.registry import Architecture
@@ -162,7 +163,14 @@ def s_mobilenet_v1(
         batch_norm_factory(shared_batch_norm),
     )
     x = arguments.head(x)
-    return arguments.model(images, x, s_mobilenet_v1, MANIFEST, key_map)
+    return arguments.model(
+        images,
+        x,
+        s_mobilenet_v1,
+        MANIFEST,
+        key_map,
+        pyramid_levels=pyramid_levels(blocks),
+    )
 
 
 def separable_block(x, inputs, outputs, stride, batch_norm, prefix):
@@ -242,6 +250,28 @@ def features(images, stem_channels, blocks, batch_norm=None):
         )
         channels = outputs
     return x
+
+
+def pyramid_levels(blocks):
+    """The feature pyramid levels of `features(images, ..., blocks)`.
+
+    Level `k` is the last block at stride `2**k` (the stem has stride 2),
+    its pointwise ReLU6 `block{b}_pointwise_relu`; the coarsest is the
+    last feature map. For S-MobileNet v1: P2 block 3, P3 block 5, P4
+    block 11, P5 block 13.
+
+    Args:
+        blocks: the `blocks` given to `features`.
+
+    Returns:
+        A dict from level name (`"P2"`, ...) to layer name.
+    """
+    stride = 2
+    outputs = []
+    for block, (_, block_stride) in enumerate(blocks, start=1):
+        stride *= block_stride
+        outputs.append((stride, f"block{block}_pointwise_relu"))
+    return _levels(outputs)
 
 
 def key_map(model):

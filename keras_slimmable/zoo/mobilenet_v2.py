@@ -24,6 +24,7 @@ from keras_slimmable.zoo.common import batch_norm_factory
 from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_bn_relu
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import pyramid_levels as _levels
 from keras_slimmable.zoo.common import same_channels
 from keras_slimmable.zoo.common import widest_channels
 from keras_slimmable.zoo.common import with_shared_arguments_doc
@@ -166,7 +167,14 @@ def s_mobilenet_v2(
     x = tail(x, last_channels, _plain_batch_norm)
 
     x = arguments.head(x, dense=keras.layers.Dense)
-    return arguments.model(images, x, s_mobilenet_v2, MANIFEST, key_map)
+    return arguments.model(
+        images,
+        x,
+        s_mobilenet_v2,
+        MANIFEST,
+        key_map,
+        pyramid_levels=pyramid_levels(stem_channels, blocks),
+    )
 
 
 def _plain_batch_norm(channels, name):
@@ -241,9 +249,13 @@ def inverted_residual(
         name=f"{prefix}_project",
     )(x)
     x = batch_norm(outputs, f"{prefix}_project_bn")(x)
-    if stride == 1 and same_channels(inputs, outputs):
+    if _has_residual(inputs, outputs, stride):
         x = keras.layers.Add(name=f"{prefix}_add")([shortcut, x])
     return x
+
+
+def _has_residual(inputs, outputs, stride):
+    return stride == 1 and same_channels(inputs, outputs)
 
 
 def features(images, stem_channels, blocks, batch_norm=None):
@@ -298,6 +310,40 @@ def tail(x, channels, batch_norm):
     (`last_bn`, from the factory `batch_norm(channels, name)`) and ReLU6
     (`last_relu`) that end MobileNet v2 and MNasNet."""
     return conv_bn_relu(x, channels, 1, 1, "valid", batch_norm, "last", True)
+
+
+def pyramid_levels(stem_channels, blocks):
+    """The feature pyramid levels of `features(images, stem_channels,
+    blocks)` followed by `tail`.
+
+    Level `k` is the output of the last block at stride `2**k` (the stem
+    has stride 2): its residual add `block{b}_add`, or its projection's
+    batch norm `block{b}_project_bn` for a block without one; the
+    coarsest level is the tail's output `last_relu`, the last feature
+    map. For S-MobileNet v2: P2 block 3, P3 block 6, P4 block 13, P5 the
+    tail.
+
+    Args:
+        stem_channels: the `stem_channels` given to `features`.
+        blocks: the `blocks` given to `features`.
+
+    Returns:
+        A dict from level name (`"P2"`, ...) to layer name.
+    """
+    stride = 2
+    channels = stem_channels
+    outputs = []
+    for block, (_, block_outputs, block_stride, _) in enumerate(
+        blocks, start=1
+    ):
+        stride *= block_stride
+        if _has_residual(channels, block_outputs, block_stride):
+            outputs.append((stride, f"block{block}_add"))
+        else:
+            outputs.append((stride, f"block{block}_project_bn"))
+        channels = block_outputs
+    outputs.append((stride, "last_relu"))
+    return _levels(outputs)
 
 
 def key_map(model):

@@ -21,6 +21,7 @@ from keras_slimmable.zoo.common import batch_norm_factory
 from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_bn_relu
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import pyramid_levels as _levels
 from keras_slimmable.zoo.common import same_channels
 from keras_slimmable.zoo.common import widest_channels
 from keras_slimmable.zoo.common import with_shared_arguments_doc
@@ -163,12 +164,42 @@ def features(images, stem_channels, stages, batch_norm=None):
                 mid1,
                 mid2,
                 outputs,
-                2 if block == 1 and stage != 1 else 1,
+                _stage_stride(stage) if block == 1 else 1,
                 batch_norm,
                 f"stage{stage}_block{block}",
             )
             channels = outputs
     return x
+
+
+def _stage_stride(stage):
+    """The stride of a stage's first block: 1 for the first stage (after
+    the stem's max pool), else 2."""
+    return 1 if stage == 1 else 2
+
+
+def pyramid_levels(stages):
+    """The feature pyramid levels of `features(images, ..., stages)`.
+
+    Level `k` is the output of the stage at stride `2**k` (the stem and
+    its max pool have stride 4): the ReLU after the add of the stage's
+    last block, `stage{s}_block{b}_out`. (Not the last layer at that
+    stride in graph order: the first 1x1 conv of the next stage still
+    runs at it.) For ResNet-50: P2 `stage1_block3_out`, P3
+    `stage2_block4_out`, P4 `stage3_block6_out`, P5 `stage4_block3_out`.
+
+    Args:
+        stages: the `stages` given to `features`.
+
+    Returns:
+        A dict from level name (`"P2"`, ...) to layer name.
+    """
+    stride = 4
+    outputs = []
+    for stage, blocks in enumerate(stages, start=1):
+        stride *= _stage_stride(stage)
+        outputs.append((stride, f"stage{stage}_block{len(blocks)}_out"))
+    return _levels(outputs)
 
 
 @with_shared_arguments_doc
@@ -269,7 +300,14 @@ def s_resnet(
 
     x = arguments.head(x)
     builder = functools.partial(s_resnet, depth)
-    return arguments.model(images, x, builder, manifest, key_map)
+    return arguments.model(
+        images,
+        x,
+        builder,
+        manifest,
+        key_map,
+        pyramid_levels=pyramid_levels(stages),
+    )
 
 
 def _fixed_depth(depth):

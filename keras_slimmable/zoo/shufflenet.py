@@ -20,6 +20,7 @@ from keras_slimmable.layers import SlimmableGroupedConv2D
 from keras_slimmable.zoo.common import REFERENCE_RECIPE
 from keras_slimmable.zoo.common import builder_arguments
 from keras_slimmable.zoo.common import conv_initializer
+from keras_slimmable.zoo.common import pyramid_levels as _levels
 from keras_slimmable.zoo.common import switchable_batch_norm
 from keras_slimmable.zoo.common import with_shared_arguments_doc
 from keras_slimmable.zoo.registry import Architecture
@@ -237,7 +238,29 @@ def s_shufflenet(
             first = False
 
     x = arguments.head(x)
-    return arguments.model(images, x, s_shufflenet, MANIFEST, key_map)
+    return arguments.model(
+        images,
+        x,
+        s_shufflenet,
+        MANIFEST,
+        key_map,
+        pyramid_levels=pyramid_levels(),
+    )
+
+
+def pyramid_levels():
+    """S-ShuffleNet's feature pyramid levels: the output of each stage's
+    last unit, `stage{s}_unit{u}_out`, stage `s` being level `s + 1`
+    (P3 to P5).
+
+    The stride-4 map (the stem's max pool) is not a level: the pool has
+    no padding, so its size is not the input's over 4 (55 at 224, where
+    P3 is 28), and a pyramid that upsamples P3 could not merge it.
+    """
+    return _levels(
+        (2 ** (stage + 1), f"stage{stage}_unit{units}_out")
+        for stage, _, units in STAGES
+    )
 
 
 _UNIT_LAYER = re.compile(r"^stage(\d+)_unit(\d+)_(gconv[12]|bn[123]|dwconv)$")

@@ -128,6 +128,7 @@ def build(
     key_map,
     features,
     head_dense=None,
+    pyramid_levels=None,
     **builder_kwargs,
 ):
     """Builds an AutoSlim model: the steps every AutoSlim builder shares.
@@ -143,6 +144,10 @@ def build(
             `switch_columns` of the built switches.
         head_dense: the classifier's layer class (default
             `SlimmableDense`).
+        pyramid_levels: `pyramid_levels(columns)`, the feature pyramid
+            levels of `features` (see
+            `keras_slimmable.zoo.common.pyramid_levels`), which the model
+            exposes without its classifier; `None` for none.
         **builder_kwargs: the builder's arguments (`widths`, `weights`,
             ...).
     """
@@ -157,7 +162,16 @@ def build(
         images, columns, batch_norm_factory(arguments.shared_batch_norm)
     )
     x = arguments.head(x, dense=head_dense)
-    return arguments.model(images, x, builder, manifest, key_map)
+    return arguments.model(
+        images,
+        x,
+        builder,
+        manifest,
+        key_map,
+        pyramid_levels=None
+        if pyramid_levels is None
+        else (pyramid_levels(columns)),
+    )
 
 
 def published_manifest(architecture, model_id, switch_names, top1_error):
@@ -184,6 +198,26 @@ def published_manifest(architecture, model_id, switch_names, top1_error):
     }
 
 
+def _inverted_residual_blocks(columns, strides, kernel_sizes):
+    blocks = [(columns[0], columns[1], strides[0], kernel_sizes[0])]
+    for b in range(2, 18):
+        blocks.append(
+            (columns[2 * b - 2], columns[2 * b - 1], strides[b - 1],
+             kernel_sizes[b - 1])
+        )  # fmt: skip
+    return blocks
+
+
+def inverted_residual_pyramid_levels(columns, strides, kernel_sizes):
+    """The feature pyramid levels of `inverted_residual_features`
+    (`keras_slimmable.zoo.mobilenet_v2.pyramid_levels`)."""
+    from keras_slimmable.zoo import mobilenet_v2
+
+    return mobilenet_v2.pyramid_levels(
+        columns[0], _inverted_residual_blocks(columns, strides, kernel_sizes)
+    )
+
+
 def inverted_residual_features(
     images, columns, batch_norm, strides, kernel_sizes
 ):
@@ -203,11 +237,6 @@ def inverted_residual_features(
     """
     from keras_slimmable.zoo import mobilenet_v2
 
-    blocks = [(columns[0], columns[1], strides[0], kernel_sizes[0])]
-    for b in range(2, 18):
-        blocks.append(
-            (columns[2 * b - 2], columns[2 * b - 1], strides[b - 1],
-             kernel_sizes[b - 1])
-        )  # fmt: skip
+    blocks = _inverted_residual_blocks(columns, strides, kernel_sizes)
     x = mobilenet_v2.features(images, columns[0], blocks, batch_norm)
     return mobilenet_v2.tail(x, columns[34], batch_norm)

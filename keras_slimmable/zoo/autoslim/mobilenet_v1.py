@@ -45,9 +45,18 @@ MANIFEST = autoslim.published_manifest(
 )
 
 
+def _blocks(columns):
+    return [(columns[b], STRIDES[b - 1]) for b in range(1, 14)]
+
+
 def _features(images, columns, batch_norm):
-    blocks = [(columns[b], STRIDES[b - 1]) for b in range(1, 14)]
-    return mobilenet_v1.features(images, columns[0], blocks, batch_norm)
+    return mobilenet_v1.features(
+        images, columns[0], _blocks(columns), batch_norm
+    )
+
+
+def _pyramid_levels(columns):
+    return mobilenet_v1.pyramid_levels(_blocks(columns))
 
 
 @with_shared_arguments_doc
@@ -106,6 +115,7 @@ def autoslim_mobilenet_v1(
         MANIFEST,
         key_map,
         _features,
+        pyramid_levels=_pyramid_levels,
         widths=widths,
         weights=weights,
         input_shape=input_shape,

@@ -54,6 +54,11 @@ _features = functools.partial(
     strides=STRIDES,
     kernel_sizes=KERNEL_SIZES,
 )
+_pyramid_levels = functools.partial(
+    autoslim.inverted_residual_pyramid_levels,
+    strides=STRIDES,
+    kernel_sizes=KERNEL_SIZES,
+)
 
 
 @with_shared_arguments_doc
@@ -117,6 +122,7 @@ def autoslim_mobilenet_v2(
         MANIFEST,
         key_map,
         _features,
+        pyramid_levels=_pyramid_levels,
         widths=widths,
         weights=weights,
         input_shape=input_shape,

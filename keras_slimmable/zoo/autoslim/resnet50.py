@@ -57,7 +57,7 @@ MANIFEST = autoslim.published_manifest(
 )
 
 
-def _features(images, columns, batch_norm):
+def _stages(columns):
     stages = []
     position = 1
     for blocks in STAGE_BLOCKS:
@@ -67,7 +67,15 @@ def _features(images, columns, batch_norm):
             stage.append(tuple(columns[position : position + 3]))
             position += 3
         stages.append(stage)
-    return resnet.features(images, columns[0], stages, batch_norm)
+    return stages
+
+
+def _features(images, columns, batch_norm):
+    return resnet.features(images, columns[0], _stages(columns), batch_norm)
+
+
+def _pyramid_levels(columns):
+    return resnet.pyramid_levels(_stages(columns))
 
 
 @with_shared_arguments_doc
@@ -131,6 +139,7 @@ def autoslim_resnet50(
         MANIFEST,
         key_map,
         _features,
+        pyramid_levels=_pyramid_levels,
         widths=widths,
         weights=weights,
         input_shape=input_shape,

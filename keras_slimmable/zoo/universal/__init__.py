@@ -118,9 +118,11 @@ def build(
     input_tensor,
     classifier_activation,
     dense=None,
+    pyramid_levels=None,
 ):
     """Builds a US model: `layers(images, batch_norm)` gives its last
-    feature map; the rest is every zoo builder's (`builder_arguments`)."""
+    feature map, whose `pyramid_levels` the model exposes without its
+    classifier; the rest is every zoo builder's (`builder_arguments`)."""
     check_shared_batch_norm(shared_batch_norm)
     arguments = builder_arguments(
         default_widths,
@@ -149,4 +151,5 @@ def build(
         manifest,
         key_map,
         width_range=width_range,
+        pyramid_levels=pyramid_levels,
     )

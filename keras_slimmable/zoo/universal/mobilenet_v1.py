@@ -28,13 +28,19 @@ MANIFEST = universal.published_manifest(
 )
 
 
-def _layers(images, batch_norm):
+def _blocks():
     blocks = []
     for filters, repeats, first_stride in mobilenet_v1.BLOCK_SETTINGS:
         for repeat in range(repeats):
             stride = first_stride if repeat == 0 else 1
             blocks.append((ScaledChannels(filters), stride))
-    return mobilenet_v1.features(images, ScaledChannels(32), blocks, batch_norm)
+    return blocks
+
+
+def _layers(images, batch_norm):
+    return mobilenet_v1.features(
+        images, ScaledChannels(32), _blocks(), batch_norm
+    )
 
 
 @with_shared_arguments_doc
@@ -110,6 +116,7 @@ def us_mobilenet_v1(
         name=name,
         input_tensor=input_tensor,
         classifier_activation=classifier_activation,
+        pyramid_levels=mobilenet_v1.pyramid_levels(_blocks()),
     )
 
 

@@ -27,14 +27,14 @@ DEFAULT_WIDTHS = WIDTH_RANGE
 # The widths the reference checkpoint has statistics for: 0.35 to 1.0 in
 # steps of 0.025.
 PUBLISHED_CALIBRATED_WIDTHS = universal.published_widths(0.35, 27)
+_STEM = ScaledChannels(32)
 
 MANIFEST = universal.published_manifest(
     NAME, "3880cad", "us_mobilenet_v2_calibrated.pt", DEFAULT_WIDTHS
 )
 
 
-def _layers(images, batch_norm):
-    stem = ScaledChannels(32)
+def _blocks():
     blocks = []
     full_inputs = 32
     for (
@@ -53,7 +53,11 @@ def _layers(images, batch_norm):
                 )
             blocks.append((expanded, ScaledChannels(filters), stride, 3))
             full_inputs = filters
-    x = mobilenet_v2.features(images, stem, blocks, batch_norm)
+    return blocks
+
+
+def _layers(images, batch_norm):
+    x = mobilenet_v2.features(images, _STEM, _blocks(), batch_norm)
     return mobilenet_v2.tail(
         x, mobilenet_v2.LAST_CHANNELS, mobilenet_v2._plain_batch_norm
     )
@@ -118,6 +122,7 @@ def us_mobilenet_v2(
         input_tensor=input_tensor,
         classifier_activation=classifier_activation,
         dense=keras.layers.Dense,
+        pyramid_levels=mobilenet_v2.pyramid_levels(_STEM, _blocks()),
     )
 
 
