@@ -24,6 +24,7 @@ __version__ = "0.1.0.dev0"
 _EXPORTS = {
     "callbacks": "keras_slimmable.callbacks",
     "data": "keras_slimmable.data",
+    "detection": "keras_slimmable.detection",
     "distribute": "keras_slimmable.distribute",
     "export": "keras_slimmable.export",
     "layers": "keras_slimmable.layers",

@@ -19,3 +19,15 @@ def require_tensorflow(feature):
             "tensorflow`). The layers, models, zoo and checkpoint loading "
             "work without it, on the JAX and PyTorch backends of Keras."
         ) from error
+
+
+def require_keras_hub(feature):
+    """Imports keras-hub for `feature`, or says which extra installs it."""
+    try:
+        return importlib.import_module("keras_hub")
+    except ImportError as error:
+        raise ImportError(
+            f"{feature} needs keras-hub, which is not installed. Install it "
+            "with `pip install keras-slimmable[detection]` (or `pip install "
+            "keras-hub`). The rest of the package works without it."
+        ) from error

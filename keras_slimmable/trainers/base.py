@@ -54,6 +54,18 @@ class SlimmableTrainerBase:
         with implicit_width_scope():
             return super().predict_step(*args, **kwargs)
 
+    def _unpack_batch(self, data):
+        """`(x, y, sample_weight)` of a batch, with `y` and `sample_weight`
+        turned into what the compiled loss takes (`_prepare_targets`)."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        return (x, *self._prepare_targets(x, y, sample_weight))
+
+    def _prepare_targets(self, x, y, sample_weight):
+        """Turns a batch's labels into the compiled loss's targets, once per
+        step for every width (a detector encodes its boxes against its
+        anchors here). Returns `(y, sample_weight)`; unchanged by default."""
+        return y, sample_weight
+
     def _run_at_width(self, inputs, active, training=None, mask=None):
         return self._forward(inputs, active, training=training, mask=mask)
 
@@ -127,6 +139,11 @@ class SlimmableTrainerBase:
                 "loss given to `compile()`. Received: loss=None"
             )
 
+    def _data_loss(self, y, y_pred, sample_weight):
+        """One width's data loss: the compiled loss (a subclass with losses
+        of its own, such as a detector, overrides this)."""
+        return self._compile_loss(y, y_pred, sample_weight)
+
     def _width_loss(self, x, y, y_pred, sample_weight, is_widest, training):
         """The loss of one width: `(objective, data_loss, regularization)`.
 
@@ -140,7 +157,7 @@ class SlimmableTrainerBase:
         subclass's own `compute_loss` leaves it inseparable).
         """
         if not is_widest:
-            loss = self._compile_loss(y, y_pred, sample_weight)
+            loss = self._data_loss(y, y_pred, sample_weight)
             return loss, loss, None
         if type(self).compute_loss is not keras.Model.compute_loss:
             loss = self._compute_loss(
@@ -151,7 +168,7 @@ class SlimmableTrainerBase:
                 training=training,
             )
             return loss, loss, None
-        data_loss = self._compile_loss(y, y_pred, sample_weight)
+        data_loss = self._data_loss(y, y_pred, sample_weight)
         additional = [self._aggregate_additional_loss(a) for a in self.losses]
         if not additional:
             return data_loss, data_loss, None
@@ -199,7 +216,7 @@ class SlimmableTrainerBase:
 
     def test_step(self, data):
         """Evaluates every width on the batch."""
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = self._unpack_batch(data)
         return self._evaluate_widths(x, y, sample_weight)
 
     def make_predict_function(self, force=False):

@@ -206,7 +206,7 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
             optimizer_variables,
             metrics_variables,
         ) = state
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = self._unpack_batch(data)
         gradient_fn = jax.value_and_grad(
             self._stateless_width_loss, has_aux=True
         )
@@ -283,7 +283,7 @@ class JaxSlimmableTrainer(SlimmableTrainerBase):
     def test_step(self, state, data):
         """Evaluates every width on the batch, stateless."""
         trainable_variables, non_trainable_variables, metrics_variables = state
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = self._unpack_batch(data)
         mapping = list(zip(self.trainable_variables, trainable_variables))
         mapping += list(
             zip(self.non_trainable_variables, non_trainable_variables)

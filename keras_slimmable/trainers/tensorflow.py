@@ -8,7 +8,6 @@ through one `tf.function` per width (reading the weight-slice cache of
 
 import functools
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -141,7 +140,7 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
         precision) and for `tf.distribute` as in Keras's own `train_step`.
         """
         self._check_compiled_loss()
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = self._unpack_batch(data)
         variables = self.trainable_variables
         batch_size = _batch_size(x)
         summed = [None] * len(variables)
@@ -169,8 +168,8 @@ class TensorFlowSlimmableTrainer(SlimmableTrainerBase):
                 for s, g in zip(summed, gradients)
             ]
             previous = [g for g in summed if g is not None]
-            if training_pass.is_widest:
-                teacher = tf.stop_gradient(y_pred)
+            if training_pass.is_widest and self.inplace_distillation:
+                teacher = tf.nest.map_structure(tf.stop_gradient, y_pred)
             self._record_width(
                 training_pass.entry,
                 y,

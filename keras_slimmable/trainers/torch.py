@@ -19,7 +19,7 @@ class TorchSlimmableTrainer(SlimmableTrainerBase):
     def train_step(self, data):
         """One step of Algorithm 1 of the paper (see module)."""
         self._check_compiled_loss()
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = self._unpack_batch(data)
         count = _batch_size(x)
         self.zero_grad()
         total_loss = None
@@ -39,11 +39,11 @@ class TorchSlimmableTrainer(SlimmableTrainerBase):
             if self.trainable_weights:
                 scaled.backward()
             if training_pass.is_widest:
-                teacher = y_pred.detach()
+                teacher = keras.tree.map_structure(lambda t: t.detach(), y_pred)
             self._record_width(
                 training_pass.entry,
                 y,
-                y_pred.detach(),
+                keras.tree.map_structure(lambda t: t.detach(), y_pred),
                 sample_weight,
                 tuple(None if t is None else t.detach() for t in losses),
                 count,
