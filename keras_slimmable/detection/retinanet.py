@@ -355,9 +355,10 @@ class SlimmableRetinaNet(SlimmableModel):
             name=name,
             **kwargs,
         )
-        if not isinstance(self._outputs_struct, dict) or set(
-            self._outputs_struct
-        ) != {"boxes", "classes"}:
+        if not isinstance(outputs, dict) or set(outputs) != {
+            "boxes",
+            "classes",
+        }:
             raise ValueError(
                 "A SlimmableRetinaNet's outputs are {'boxes': ..., "
                 f"'classes': ...}}. Received: outputs={outputs!r}"
@@ -383,7 +384,7 @@ class SlimmableRetinaNet(SlimmableModel):
         self.max_detections = int(max_detections)
         self.image_shape = tuple(self.inputs[0].shape[1:])
         self._anchors = self._make_anchors()
-        count = self._outputs_struct["boxes"].shape[1]
+        count = outputs["boxes"].shape[1]
         if count != len(self._anchors):
             raise ValueError(
                 f"The outputs predict {count} boxes per image, but levels "
@@ -485,6 +486,10 @@ class SlimmableRetinaNet(SlimmableModel):
         import keras_hub
 
         height, width = self.image_shape[:2]
+        predictions = {
+            key: ops.convert_to_tensor(predictions[key], "float32")
+            for key in ("boxes", "classes")
+        }
         boxes = keras.utils.bounding_boxes.decode_deltas_to_boxes(
             anchors=ops.convert_to_tensor(self._anchors),
             boxes_delta=predictions["boxes"],
