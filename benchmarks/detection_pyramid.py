@@ -9,7 +9,7 @@ those it has) enter a 256-channel feature pyramid through 1x1 lateral
 convolutions. The reference pads each level with zeros back to its full
 channel count and runs the full convolution; `SlimmableConv2D` with a fixed
 output count reads only the leading input channels of its kernel. Both
-give the same output (checked here, and in tests/backends/test_detection.py).
+give the same output (checked here, and in tests/backends/test_retinanet.py).
 The script prints, per width: the backbone's MACs, the laterals' MACs both
 ways, and the measured time of the four lateral convolutions both ways
 (TensorFlow, compiled, batch 1, median of `--repeats`), with the ratios.

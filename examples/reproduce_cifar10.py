@@ -435,6 +435,19 @@ def time_methods(train, steps, train_images):
 # Results ------------------------------------------------------------------
 
 
+def save_model_atomically(model, path):
+    """`model.save` to a temporary `.keras` file, then renamed: a kill
+    leaves the previous file whole."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(temporary)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
 def _write_atomically(path, write):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

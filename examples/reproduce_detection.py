@@ -204,26 +204,8 @@ def compile_detector(model, total_steps):
     )
 
 
-def save_atomically(model, path):
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def write_atomically(path, text):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
+    cifar._write_atomically(path, lambda p: Path(p).write_text(text))
 
 
 def train(name, label, widths, shared, out, train_set, steps_per_epoch):
@@ -258,7 +240,7 @@ def train(name, label, widths, shared, out, train_set, steps_per_epoch):
             shuffle=False,
             verbose=0,
         )
-        save_atomically(model, path)
+        cifar.save_model_atomically(model, path)
         seconds.append(time.perf_counter() - start)
         write_atomically(log_path, json.dumps(seconds))
         losses = " ".join(

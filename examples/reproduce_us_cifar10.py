@@ -140,19 +140,6 @@ def compile_method(method, model, total_steps):
         )
 
 
-def save_model_atomically(model, path):
-    """`model.save` to a temporary `.keras` file, then renamed: a kill
-    leaves the previous file whole."""
-    path = Path(path)
-    temporary = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def write_json_atomically(path, value):
     base._write_atomically(
         path, lambda p: Path(p).write_text(json.dumps(value, indent=1))
@@ -189,7 +176,7 @@ def train(method, out, x_train, y_train, steps_per_epoch):
             verbose=0,
             callbacks=[base.EpochProgress(label, FLAGS.epochs)],
         )
-        save_model_atomically(model, path)
+        base.save_model_atomically(model, path)
         seconds.append(time.perf_counter() - start)
         write_json_atomically(log_path, seconds)
     return model, float(sum(seconds))

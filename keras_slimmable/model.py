@@ -159,6 +159,10 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
     https://arxiv.org/abs/1812.08928).
     """
 
+    # Constructor arguments a subclass adds, each kept in an attribute of
+    # the same name: saved by `get_config`, passed back by `from_config`.
+    _config_arguments = ()
+
     def __init__(
         self,
         inputs,
@@ -915,6 +919,9 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             config["width_range"] = list(self._width_range)
         if self._pyramid_levels:
             config["pyramid_levels"] = dict(self._pyramid_levels)
+        for name in self._config_arguments:
+            value = getattr(self, name)
+            config[name] = list(value) if isinstance(value, tuple) else value
         return config
 
     @classmethod
@@ -924,6 +931,7 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
         width = config.pop("width", None)
         width_range = config.pop("width_range", None)
         pyramid_levels = config.pop("pyramid_levels", None)
+        arguments = {a: config.pop(a) for a in cls._config_arguments}
         graph = keras.Model.from_config(config, custom_objects=custom_objects)
         return cls(
             inputs=graph.input,
@@ -933,6 +941,7 @@ class SlimmableModel(SlimmableTrainer, keras.Model):
             width_range=width_range,
             name=graph.name,
             pyramid_levels=pyramid_levels,
+            **arguments,
         )
 
 

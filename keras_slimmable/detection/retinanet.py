@@ -324,6 +324,8 @@ class SlimmableRetinaNet(SlimmableModel):
         confidence_threshold, iou_threshold, max_detections: decoding.
     """
 
+    _config_arguments = _DETECTION_ARGUMENTS
+
     def __init__(
         self,
         inputs,
@@ -641,35 +643,6 @@ class SlimmableRetinaNet(SlimmableModel):
                 detections, ground_truth, num_classes=self.num_classes
             )
         return results
-
-    # Saving -------------------------------------------------------------
-
-    def get_config(self):
-        config = super().get_config()
-        for argument in _DETECTION_ARGUMENTS:
-            value = getattr(self, argument)
-            config[argument] = (
-                list(value) if isinstance(value, tuple) else value
-            )
-        return config
-
-    @classmethod
-    def from_config(cls, config, custom_objects=None):
-        config = dict(config)
-        detection = {a: config.pop(a) for a in _DETECTION_ARGUMENTS}
-        widths = config.pop("widths")
-        width = config.pop("width", None)
-        width_range = config.pop("width_range", None)
-        graph = keras.Model.from_config(config, custom_objects=custom_objects)
-        return cls(
-            inputs=graph.input,
-            outputs=graph.output,
-            widths=widths,
-            width=width,
-            width_range=width_range,
-            name=graph.name,
-            **detection,
-        )
 
 
 def _pairwise_iou(anchors, boxes):
