@@ -47,6 +47,32 @@ def median_seconds(function, inputs, repeats):
     return statistics.median(times)
 
 
+def lateral_functions(full, kernels):
+    """The lateral convolutions of every level, slimmable and zero-padded,
+    as compiled TensorFlow functions of the levels (sorted by name)."""
+
+    @tf.function
+    def sliced(*features):
+        return [
+            tf.nn.conv2d(f, kernels[k][:, :, : f.shape[-1]], 1, "VALID")
+            for k, f in zip(sorted(full), features)
+        ]
+
+    @tf.function
+    def padded(*features):
+        outputs = []
+        for k, f in zip(sorted(full), features):
+            # Concatenated zeros: TensorFlow's graph optimizer folds a
+            # `tf.pad` into the convolution's spatial padding and then
+            # rejects the channel padding.
+            zeros = tf.zeros(f.shape[:-1] + (full[k] - f.shape[-1],))
+            f = tf.concat([f, zeros], axis=-1)
+            outputs.append(tf.nn.conv2d(f, kernels[k], 1, "VALID"))
+        return outputs
+
+    return sliced, padded
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--image_size", type=int, default=224)
@@ -81,24 +107,7 @@ def main():
         }
         backbone_macs = profile(backbone, shape)
 
-        @tf.function
-        def sliced(*features):
-            return [
-                tf.nn.conv2d(f, kernels[k][:, :, : f.shape[-1]], 1, "VALID")
-                for k, f in zip(sorted(full), features)
-            ]
-
-        @tf.function
-        def padded(*features):
-            outputs = []
-            for k, f in zip(sorted(full), features):
-                # Concatenated zeros: TensorFlow's graph optimizer folds a
-                # `tf.pad` into the convolution's spatial padding and then
-                # rejects the channel padding.
-                zeros = tf.zeros(f.shape[:-1] + (full[k] - f.shape[-1],))
-                f = tf.concat([f, zeros], axis=-1)
-                outputs.append(tf.nn.conv2d(f, kernels[k], 1, "VALID"))
-            return outputs
+        sliced, padded = lateral_functions(full, kernels)
 
         print(f"\n{name}: levels {sorted(full)}, full channels {full}")
         print(
