@@ -5,8 +5,11 @@ each layout (`materialized`, `sliced`, `shared`), with and without batch norm
 folding, and in float16, dynamic range and int8 (calibrated on random
 images: the latency does not depend on the ranges); prints every file's size
 (deterministic) and each signature's median latency in `ai_edge_litert`'s
-interpreter (XNNPACK, batch 1), all signatures timed round robin, one
-thread count after the other; each latency's ratio is to the same column's
+interpreter (XNNPACK, batch 1), all signatures timed in turns of
+--calls_per_turn consecutive calls, round robin, one thread count after
+the other: the steady latency (the calls after a turn's first) and the
+latency right after a switch from another signature (a turn's first call)
+are printed apart; each latency's ratio is to the same column's
 widest width. With int8, the int8 per-width files are timed too. Random
 weights with measured batch norm statistics: size and latency do not
 depend on the values, as long as no activation is subnormal (see
@@ -52,7 +55,15 @@ flags.DEFINE_bool(
     "The interpreter's experimental_default_delegate_latest_features "
     "(XNNPACK's newest options).",
 )
-flags.DEFINE_integer("repeats", 30, "Timed runs per signature (median).")
+flags.DEFINE_integer(
+    "repeats", 30, "Timed steady calls per signature (median)."
+)
+flags.DEFINE_integer(
+    "calls_per_turn",
+    5,
+    "Consecutive calls of a signature per turn; the first one, right after "
+    "another signature, is timed apart (after a switch).",
+)
 flags.DEFINE_bool("quantized", True, "Also float16, dynamic range, int8.")
 flags.DEFINE_list(
     "variants",
@@ -95,21 +106,29 @@ def runner(path, signature, threads):
     return interpreter, direct
 
 
-def median_latencies(runners, images, repeats):
-    """`{key: median ms}`, the runners timed round robin (in reverse order
-    every other round)."""
-    times = {key: [] for key in runners}
+def median_latencies(runners, images, repeats, calls_per_turn):
+    """`({key: steady median ms}, {key: after-switch median ms})`.
+
+    The runners take turns of `calls_per_turn` consecutive calls, round
+    robin in a fixed order (so every turn follows another runner): a
+    turn's first call is the latency right after a switch, the others the
+    steady latency an app sees calling one width frame after frame."""
+    steady = {key: [] for key in runners}
+    after_switch = {key: [] for key in runners}
     for run in runners.values():
         for _ in range(3):
             run(images=images)  # warm up (XNNPACK packs the weights)
-    order = list(runners)
-    for index in range(repeats):
-        for key in order if index % 2 == 0 else order[::-1]:
-            run = runners[key]
-            start = time.perf_counter()
-            run(images=images)
-            times[key].append(1000 * (time.perf_counter() - start))
-    return {key: statistics.median(t) for key, t in times.items()}
+    while len(steady[next(iter(runners))]) < repeats:
+        for key, run in runners.items():
+            for call in range(max(calls_per_turn, 2)):
+                start = time.perf_counter()
+                run(images=images)
+                elapsed = 1000 * (time.perf_counter() - start)
+                (after_switch if call == 0 else steady)[key].append(elapsed)
+    return (
+        {key: statistics.median(t) for key, t in steady.items()},
+        {key: statistics.median(t) for key, t in after_switch.items()},
+    )
 
 
 def calibrate(model, size):
@@ -230,7 +249,7 @@ def main(argv):
     images = np.random.default_rng(0).normal(size=(1, size, size, 3))
     images = images.astype("float32")
     threads = [int(t) for t in FLAGS.threads]
-    latency = {}
+    latency, after_switch = {}, {}
     for t in threads:
         # One thread count at a time: a 2-thread pool's worker spinning
         # after a call would slow the 1-thread call that follows it.
@@ -247,38 +266,56 @@ def main(argv):
                 interpreter, run = runner(files[name], signature, t)
                 keep.append(interpreter)
                 runners[name, w, t] = run
-        latency.update(median_latencies(runners, images, FLAGS.repeats))
+        steady, switched = median_latencies(
+            runners, images, FLAGS.repeats, FLAGS.calls_per_turn
+        )
+        latency.update(steady)
+        after_switch.update(switched)
         del keep, runners
-    widest = max(widths)
     header = per_width + list(variants)
+    how = (
+        (", direct invoke" if FLAGS.direct else "")
+        + (", latest XNNPACK features" if FLAGS.latest_features else "")
+        + "; in brackets the ratio to the same column's widest; MACs ratio:"
+    )
     for t in threads:
         print(
-            f"Median latency (ms), {t} thread(s), batch 1, {FLAGS.repeats} "
-            "runs, every cell round robin"
-            + (", direct invoke" if FLAGS.direct else "")
-            + (", latest XNNPACK features" if FLAGS.latest_features else "")
-            + "; in brackets the ratio to the same column's widest; MACs "
-            "ratio:"
+            f"Steady median latency (ms), {t} thread(s), batch 1, "
+            f"{FLAGS.repeats} calls, turns of {FLAGS.calls_per_turn} "
+            "consecutive calls round robin, each turn's first call left out"
+            + how
         )
+        print_latency_table(latency, header, widths, macs, t)
         print(
-            "| width | " + " | ".join(header) + " | MACs ratio | "
-            "float32 one file: latency ratio / MACs ratio |"
+            f"Median latency right after a switch (ms), {t} thread(s): the "
+            "first call of each turn" + how
         )
-        print("|---" * (len(header) + 3) + "|")
-        for w in widths:
-            cells = [
-                f"{latency[h, w, t]:.2f} "
-                f"({latency[h, w, t] / latency[h, widest, t]:.3f})"
-                for h in header
-            ]
-            column = "materialized" if "materialized" in header else header[0]
-            ratio = latency[column, w, t] / latency[column, widest, t]
-            mac_ratio = macs[w] / macs[widest]
-            print(
-                f"| {w} | "
-                + " | ".join(cells)
-                + f" | {mac_ratio:.3f} | {ratio / mac_ratio:.2f}x |"
-            )
+        print_latency_table(after_switch, header, widths, macs, t)
+
+
+def print_latency_table(latency, header, widths, macs, threads):
+    """A markdown table: each cell's latency and its ratio to its column's
+    widest width, the MACs ratio, and the issue's target column."""
+    widest = max(widths)
+    print(
+        "| width | " + " | ".join(header) + " | MACs ratio | "
+        "float32 one file: latency ratio / MACs ratio |"
+    )
+    print("|---" * (len(header) + 3) + "|")
+    for w in widths:
+        cells = [
+            f"{latency[h, w, threads]:.2f} "
+            f"({latency[h, w, threads] / latency[h, widest, threads]:.3f})"
+            for h in header
+        ]
+        column = "materialized" if "materialized" in header else header[0]
+        ratio = latency[column, w, threads] / latency[column, widest, threads]
+        mac_ratio = macs[w] / macs[widest]
+        print(
+            f"| {w} | "
+            + " | ".join(cells)
+            + f" | {mac_ratio:.3f} | {ratio / mac_ratio:.2f}x |"
+        )
 
 
 def _by_keyword(function):
@@ -310,14 +347,16 @@ def saved_model_folding(model, size):
             loaded.append(tf.saved_model.load(path))
             functions[w, fold] = loaded[-1].serve
     print(
-        f"SavedModel median latency (ms), {FLAGS.repeats} runs round robin, "
-        "unfolded / folded (ratio):"
+        f"SavedModel steady median latency (ms), {FLAGS.repeats} calls in "
+        f"turns of {FLAGS.calls_per_turn}, unfolded / folded (ratio):"
     )
     for batch in (1, 16):
         images = np.random.default_rng(0).normal(size=(batch, size, size, 3))
         images = tf.constant(images.astype("float32"))
         runners = {key: _by_keyword(f) for key, f in functions.items()}
-        latency = median_latencies(runners, images, FLAGS.repeats)
+        latency, _ = median_latencies(
+            runners, images, FLAGS.repeats, FLAGS.calls_per_turn
+        )
         for w in model.widths:
             plain, folded = latency[w, False], latency[w, True]
             print(

@@ -68,17 +68,31 @@ def width_signatures(interpreter):
     return dict(sorted(runners.items()))
 
 
+CALLS_PER_TURN = 5
+
+
 def measure(runners, image, runs):
-    """The times (ms) of every width, timed round robin after a warm-up."""
-    times = {width: [] for width in runners}
+    """`(steady, after_switch)`: the times (ms) of every width.
+
+    After a warm-up the widths take turns of CALLS_PER_TURN consecutive
+    calls (as the app will call the width it picks, frame after frame),
+    round robin so that noise slows every width alike. The first call of a
+    turn comes right after another width and runs with colder caches: it
+    is kept apart. `runs` steady calls per width.
+    """
+    steady = {width: [] for width in runners}
+    after_switch = {width: [] for width in runners}
     for run in runners.values():
         run(images=image)
-    for _ in range(runs):
+    while len(steady[min(runners)]) < runs:
+        calls = min(CALLS_PER_TURN, runs - len(steady[min(runners)]) + 1)
         for width, run in runners.items():
-            start = time.perf_counter()
-            run(images=image)
-            times[width].append(1000 * (time.perf_counter() - start))
-    return times
+            for call in range(calls):
+                start = time.perf_counter()
+                run(images=image)
+                elapsed = 1000 * (time.perf_counter() - start)
+                (after_switch if call == 0 else steady)[width].append(elapsed)
+    return steady, after_switch
 
 
 def table_path(path):
@@ -109,6 +123,11 @@ def read_table(path, signatures, threads):
     try:
         with open(table_path(path), "rb") as file:
             table = json.load(file)
+        if table["version"] != 2:
+            return None, (
+                f"the saved latency table is of version {table['version']}, "
+                "not 2"
+            )
         latency = {
             float(w): float(t["median_ms"])
             for w, t in table["latency_ms"].items()
@@ -139,12 +158,12 @@ def deciles(times):
     return statistics.quantiles(times, n=10) if len(times) > 1 else times
 
 
-def write_table(path, signatures, times, threads):
+def write_table(path, signatures, times, after_switch, threads):
     """Saves the timings beside the file, in keras_slimmable's format:
     written to a temporary file, synced, then renamed over the old one."""
     table = {
         "format": "keras_slimmable.latency_table",
-        "version": 1,
+        "version": 2,
         "file": {
             "name": os.path.basename(path),
             "size": os.path.getsize(path),
@@ -154,6 +173,7 @@ def write_table(path, signatures, times, threads):
         "device": this_device(),
         "batch_size": 1,
         "num_threads": threads,
+        "calls_per_turn": CALLS_PER_TURN,
         "measured_at": datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0)
         .isoformat(),
@@ -163,6 +183,9 @@ def write_table(path, signatures, times, threads):
                 "p10_ms": deciles(t)[0],
                 "p90_ms": deciles(t)[-1],
                 "runs": len(t),
+                "after_switch_median_ms": statistics.median(
+                    after_switch[width]
+                ),
             }
             for width, t in times.items()
         },
@@ -212,12 +235,16 @@ def run_on_device(path, budgets, runs, threads, save_table=False):
     else:
         print(f"Timing every width: {why_not}.")
         with _cli.quiet_stderr(not FLAGS.verbose):
-            times = measure(runners, image, runs)
+            times, after_switch = measure(runners, image, runs)
         latency = {w: statistics.median(t) for w, t in times.items()}
         for width, ms in latency.items():
-            print(f"  width {width:<5} {ms:7.2f} ms (median of {runs})")
+            switch_ms = statistics.median(after_switch[width])
+            print(
+                f"  width {width:<5} {ms:7.2f} ms (median of {runs}; "
+                f"{switch_ms:.2f} ms right after a switch)"
+            )
         if save_table:
-            saved = write_table(path, signatures, times, threads)
+            saved = write_table(path, signatures, times, after_switch, threads)
             print(f"Saved the latency table {os.path.basename(saved)}")
     current = None
     for budget in budgets:

@@ -298,14 +298,23 @@ def measure_latency(
     warmup=5,
     num_threads=None,
     save=False,
+    calls_per_turn=5,
 ):
     """Times inference at every width on this device.
 
-    The widths are timed round robin: each round calls every width once
-    (in reverse order every other round), so a burst of noise from the rest
-    of the machine slows every width alike instead of whichever width
-    happened to be running. The first `warmup` calls of each width (tracing,
-    memory allocation) are not timed.
+    The widths take turns. A turn is `calls_per_turn` consecutive calls of
+    one width, as an app runs the width it chose frame after frame; the
+    turns go round robin over the widths, ascending, so a burst of noise
+    from the rest of the machine slows every width alike instead of
+    whichever width happened to be running. The first call of a turn,
+    right after another width ran (the next narrower one; the widest
+    before the narrowest), finds little of
+    this width's weights and activations in the CPU's caches and is
+    slower (S-MobileNet v1 at width 0.25 in LiteRT: about 1.19 ms against
+    1.09 ms): it is reported apart, as `after_switch_median_ms`, and the
+    median and percentiles are those of the turns' other calls, the steady
+    latency a width runs at. The first `warmup` calls of each width
+    (tracing, memory allocation) are not timed.
 
     Args:
         model: what to time. A `SlimmableModel`, called as
@@ -322,7 +331,8 @@ def measure_latency(
             string).
         batch_size: images per call, random normal of the model's input
             shape. Defaults to `1`.
-        runs: timed calls per width. Defaults to `50`.
+        runs: timed steady calls per width (not counting the first call
+            of each turn). Defaults to `50`.
         warmup: untimed calls per width, before the timed ones. Defaults
             to `5`.
         num_threads: the LiteRT interpreter's threads, for TFLite files.
@@ -331,15 +341,22 @@ def measure_latency(
             result beside it, as `<file>.latency.json`
             (`save_latency_table`), which `select_width(path, ...)` then
             reads instead of timing again. Defaults to `False`.
+        calls_per_turn: consecutive calls of a width per turn, the first
+            of them right after another width. Defaults to `5`. With `1`,
+            every call follows another width: the median is then the
+            latency right after a switch.
 
     Returns:
         A dict `{width: {"median_ms": float, "p10_ms": float,
-        "p90_ms": float, "runs": int}}`, widths ascending: the median and
-        the 10th and 90th percentiles of the per-call wall-clock time.
+        "p90_ms": float, "runs": int, "after_switch_median_ms": float}}`,
+        widths ascending: the median and the 10th and 90th percentiles of
+        the steady calls' wall-clock time, their number, and the median
+        of the first call after another width (only when more than one
+        width is timed).
 
     Raises:
         ValueError: for a width the model does not have, or a bad
-            `batch_size`, `runs` or `warmup`.
+            `batch_size`, `runs`, `warmup` or `calls_per_turn`.
         TypeError: if `model` is none of the above.
         FileNotFoundError: for a TFLite path that does not exist.
 
@@ -352,11 +369,13 @@ def measure_latency(
     ```
     """
     import gc
+    import statistics
     import time
 
     _check_count("batch_size", batch_size, minimum=1)
     _check_count("runs", runs, minimum=1)
     _check_count("warmup", warmup, minimum=0)
+    _check_count("calls_per_turn", calls_per_turn, minimum=1)
     if num_threads is not None:
         _check_count("num_threads", num_threads, minimum=1)
     if save and not isinstance(model, (str, os.PathLike)):
@@ -368,23 +387,41 @@ def measure_latency(
     for run in runners.values():
         for _ in range(warmup):
             run()
-    times = {key: [] for key in runners}
+    steady = {key: [] for key in runners}
+    after_switch = {key: [] for key in runners}
     order = list(runners)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # As `timeit` does: no collection pauses inside a call.
     try:
-        for round_index in range(runs):
-            for key in order if round_index % 2 == 0 else order[::-1]:
-                start = time.perf_counter()
-                runners[key]()
-                times[key].append(time.perf_counter() - start)
+        while len(steady[order[0]]) < runs:
+            missing = runs - len(steady[order[0]])
+            calls = min(calls_per_turn, missing + 1)
+            for key in order:
+                run = runners[key]
+                for call in range(calls):
+                    start = time.perf_counter()
+                    run()
+                    elapsed = time.perf_counter() - start
+                    first = call == 0 and calls_per_turn > 1
+                    (after_switch if first else steady)[key].append(elapsed)
+                    if calls_per_turn == 1:
+                        after_switch[key].append(elapsed)
     finally:
         if gc_was_enabled:
             gc.enable()
-    result = {key: _latency_summary(times[key]) for key in order}
+    result = {key: _latency_summary(steady[key]) for key in order}
+    if len(order) > 1:
+        for key in order:
+            result[key]["after_switch_median_ms"] = float(
+                1000.0 * statistics.median(after_switch[key])
+            )
     if save:
         save_latency_table(
-            model, result, batch_size=batch_size, num_threads=num_threads
+            model,
+            result,
+            batch_size=batch_size,
+            num_threads=num_threads,
+            calls_per_turn=calls_per_turn,
         )
     return result
 
@@ -506,7 +543,9 @@ def select_width(
 
 LATENCY_TABLE_SUFFIX = ".latency.json"
 _TABLE_FORMAT = "keras_slimmable.latency_table"
-_TABLE_VERSION = 1
+_TABLE_VERSION = 2
+_TABLE_FIELDS = ("median_ms", "p10_ms", "p90_ms", "runs")
+_OPTIONAL_TABLE_FIELDS = ("after_switch_median_ms",)
 
 
 class LatencyTableError(ValueError):
@@ -520,7 +559,9 @@ def latency_table_path(path):
     return path.with_name(path.name + LATENCY_TABLE_SUFFIX)
 
 
-def save_latency_table(path, measurements, batch_size=1, num_threads=None):
+def save_latency_table(
+    path, measurements, batch_size=1, num_threads=None, calls_per_turn=None
+):
     """Saves the measured latency of a one-file model beside it.
 
     Writes `<path>.latency.json` (`latency_table_path`) atomically: to a
@@ -534,14 +575,18 @@ def save_latency_table(path, measurements, batch_size=1, num_threads=None):
     without this package (`examples/on_device.py`):
 
     ```
-    {"format": "keras_slimmable.latency_table", "version": 1,
+    {"format": "keras_slimmable.latency_table", "version": 2,
      "file": {"name": ..., "size": ..., "sha256": ...},
      "signatures": {"serving_w0_25": 0.25, ...},
      "device": {...}, "batch_size": 1, "num_threads": null,
-     "measured_at": "2026-11-29T14:00:00+00:00",
+     "calls_per_turn": 5, "measured_at": "2026-11-29T14:00:00+00:00",
      "latency_ms": {"0.25": {"median_ms": ..., "p10_ms": ..., "p90_ms":
-     ..., "runs": ...}, ...}}
+     ..., "runs": ..., "after_switch_median_ms": ...}, ...}}
     ```
+
+    Version 2 (this one) holds the steady latency of each width (see
+    `measure_latency`); version 1 timed every call right after another
+    width, and is read no more.
 
     Args:
         path: the TFLite file with a signature per width.
@@ -549,6 +594,8 @@ def save_latency_table(path, measurements, batch_size=1, num_threads=None):
         batch_size: the batch size it was measured at. Defaults to `1`.
         num_threads: the interpreter threads it was measured with.
             Defaults to `None` (the interpreter's default).
+        calls_per_turn: `measure_latency`'s, recorded for the reader.
+            Defaults to `None` (not known).
 
     Returns:
         The `Path` of the table.
@@ -586,7 +633,8 @@ def save_latency_table(path, measurements, batch_size=1, num_threads=None):
             )
         latency[repr(matches[0])] = {
             name: (int(timing[name]) if name == "runs" else float(timing[name]))
-            for name in ("median_ms", "p10_ms", "p90_ms", "runs")
+            for name in _TABLE_FIELDS + _OPTIONAL_TABLE_FIELDS
+            if name in timing or name in _TABLE_FIELDS
         }
     table = {
         "format": _TABLE_FORMAT,
@@ -598,6 +646,7 @@ def save_latency_table(path, measurements, batch_size=1, num_threads=None):
         "device": _device(),
         "batch_size": batch_size,
         "num_threads": num_threads,
+        "calls_per_turn": calls_per_turn,
         "measured_at": datetime.datetime.now(datetime.timezone.utc)
         .replace(microsecond=0)
         .isoformat(),
@@ -645,13 +694,13 @@ def load_latency_table(path, batch_size=None, num_threads=None):
                 f"{table_path} is not a latency table of version "
                 f"{_TABLE_VERSION}. Received: format="
                 f"{table.get('format')!r}, version={table.get('version')!r}"
+                "; measure again with measure_latency(path, save=True)."
             )
         measurements = {
             float(width): {
-                "median_ms": float(t["median_ms"]),
-                "p10_ms": float(t["p10_ms"]),
-                "p90_ms": float(t["p90_ms"]),
-                "runs": int(t["runs"]),
+                name: int(t[name]) if name == "runs" else float(t[name])
+                for name in _TABLE_FIELDS + _OPTIONAL_TABLE_FIELDS
+                if name in t or name in _TABLE_FIELDS
             }
             for width, t in table["latency_ms"].items()
         }

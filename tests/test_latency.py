@@ -117,11 +117,16 @@ def test_select_width_measures_when_not_given(tiny):
 
 def check_structure(measurements, keys, runs):
     assert list(measurements) == list(keys)
+    expected = {"median_ms", "p10_ms", "p90_ms", "runs"}
+    if len(keys) > 1:
+        expected.add("after_switch_median_ms")
     for summary in measurements.values():
-        assert set(summary) == {"median_ms", "p10_ms", "p90_ms", "runs"}
+        assert set(summary) == expected
         assert summary["runs"] == runs
         assert 0 < summary["p10_ms"] <= summary["median_ms"]
         assert summary["median_ms"] <= summary["p90_ms"]
+        if len(keys) > 1:
+            assert summary["after_switch_median_ms"] > 0
 
 
 def test_measure_latency_of_a_slimmable_model(tiny):
@@ -146,19 +151,66 @@ class RecordingModel:
         return np.zeros((x.shape[0], 3), "float32")
 
 
-def test_measure_latency_warms_up_then_interleaves_round_robin(tiny):
+def test_measure_latency_warms_up_then_takes_turns_round_robin(tiny):
     model = RecordingModel(tiny)
     measurements = ks.measure_latency(
-        model, widths=[0.25, 0.5, 1.0], batch_size=2, runs=4, warmup=3
+        model,
+        widths=[0.25, 0.5, 1.0],
+        batch_size=2,
+        runs=5,
+        warmup=3,
+        calls_per_turn=3,
     )
-    check_structure(measurements, [0.25, 0.5, 1.0], runs=4)
+    check_structure(measurements, [0.25, 0.5, 1.0], runs=5)
     widths = [width for width, _ in model.calls]
     assert {shape for _, shape in model.calls} == {(2, 8, 8, 3)}
     # Warm-up: each width's calls together, untimed.
     assert widths[:9] == [0.25] * 3 + [0.5] * 3 + [1.0] * 3
-    # Then rounds of one call per width, alternating direction.
-    forward, backward = [0.25, 0.5, 1.0], [1.0, 0.5, 0.25]
-    assert widths[9:] == forward + backward + forward + backward
+    # Then turns of 3 calls (1 after the switch + 2 steady), ascending so
+    # that every turn follows another width, the last round only as long
+    # as the 5 steady runs need.
+    turns = [
+        (0.25, 3), (0.5, 3), (1.0, 3),
+        (0.25, 3), (0.5, 3), (1.0, 3),
+        (0.25, 2), (0.5, 2), (1.0, 2),
+    ]  # fmt: skip
+    assert widths[9:] == [w for w, n in turns for _ in range(n)]
+
+
+def test_measure_latency_one_call_per_turn_is_plain_round_robin(tiny):
+    model = RecordingModel(tiny)
+    measurements = ks.measure_latency(
+        model, widths=[0.25, 1.0], runs=3, warmup=0, calls_per_turn=1
+    )
+    check_structure(measurements, [0.25, 1.0], runs=3)
+    widths = [width for width, _ in model.calls]
+    assert widths == [0.25, 1.0, 0.25, 1.0, 0.25, 1.0]
+    for summary in measurements.values():
+        # Every call follows another width: both figures are of them all.
+        assert summary["after_switch_median_ms"] == summary["median_ms"]
+
+
+class SlowAfterSwitchModel(RecordingModel):
+    """Sleeps 30 ms on a call right after another width, 2 ms otherwise."""
+
+    def __call__(self, x, width=None):
+        import time
+
+        previous = self.calls[-1][0] if self.calls else None
+        time.sleep(0.030 if width != previous else 0.002)
+        return super().__call__(x, width)
+
+
+def test_measure_latency_reports_steady_calls_and_switches_apart(tiny):
+    model = SlowAfterSwitchModel(tiny)
+    measurements = ks.measure_latency(
+        model, widths=[0.5, 1.0], runs=6, warmup=1, calls_per_turn=4
+    )
+    for summary in measurements.values():
+        # The steady median is of the 2 ms calls only...
+        assert 2.0 <= summary["p90_ms"] < 15.0
+        # ...and the first call of each turn is the slow one.
+        assert summary["after_switch_median_ms"] >= 30.0
 
 
 @pytest.mark.parametrize(
@@ -169,6 +221,7 @@ def test_measure_latency_warms_up_then_interleaves_round_robin(tiny):
         (dict(batch_size=0), "batch_size=0"),
         (dict(batch_size=True), "batch_size=True"),
         (dict(warmup=-1), "warmup=-1"),
+        (dict(calls_per_turn=0), "calls_per_turn=0"),
         (dict(widths=[0.3]), "Unknown width 0.3"),
     ],
 )

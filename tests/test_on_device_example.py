@@ -1,6 +1,7 @@
 """examples/on_device.py: one LiteRT file, measured, the width switched as
 the latency budget changes."""
 
+import json
 import os
 import subprocess
 import sys
@@ -84,8 +85,19 @@ def test_the_example_saves_then_reads_the_latency_table(tmp_path):
     assert "Read the latency table m.tflite.latency.json" in second.stdout
     median = measured[1.0]["median_ms"]
     assert f"width 1.0   {median:7.2f} ms (saved)" in second.stdout
-    # A damaged table is not trusted: timed again, saying why.
+    assert all(t["after_switch_median_ms"] > 0 for t in measured.values())
+    # A table of the older format (every call timed after a switch) is
+    # timed again.
     table_path = profiling.latency_table_path(path)
+    old = json.loads(table_path.read_text())
+    table_path.write_text(json.dumps(dict(old, version=1)))
+    fourth = run(f"--tflite={path}", "--budgets_ms=1000")
+    assert fourth.returncode == 0, fourth.stderr[-3000:]
+    assert "Timing every width: the saved latency table is of version 1" in (
+        fourth.stdout
+    )
+    # A damaged table is not trusted: timed again, saying why.
+    table_path.write_text(json.dumps(old))
     table_path.write_text(table_path.read_text()[:40])
     third = run(f"--tflite={path}", "--budgets_ms=1000")
     assert third.returncode == 0, third.stderr[-3000:]
