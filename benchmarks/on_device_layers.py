@@ -4,7 +4,7 @@ r"""LiteRT latency per layer and per width: where a narrow width loses time.
         [--image_size=224] [--threads=1] [--repeats=100] [--widths=0.25]
 
 For every width of a zoo model (random weights, batch norm statistics
-measured by `on_device.calibrate`), the width's plain model
+measured by `random_model.calibrate`), the width's plain model
 `model.materialize(width, fold_batch_norm=True)` (batch norms folded into
 the convolutions, as LiteRT fuses them) is cut into its `Conv2D`,
 `DepthwiseConv2D` and `Dense` layers. Each becomes a one-layer Keras model
@@ -57,16 +57,12 @@ import time
 from collections import defaultdict
 
 os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
-# on_device (benchmarks/ is on the path when this runs as a script) imports
-# only numpy and absl at first. Its flags are removed, so that this
-# script's command line accepts only its own.
-import on_device  # noqa: E402
 from absl import flags  # noqa: E402
 
-from keras_slimmable import _cli  # noqa: E402
+# benchmarks/ is on the path when this runs as a script.
+from random_model import calibrate  # noqa: E402
 
-for _flag in flags.FLAGS.get_flags_for_module(on_device.__name__):
-    delattr(flags.FLAGS, _flag.name)
+from keras_slimmable import _cli  # noqa: E402
 
 flags.DEFINE_string("model", "s_mobilenet_v1", "Zoo model name.")
 flags.DEFINE_integer("image_size", 224, "Input height and width.")
@@ -552,7 +548,7 @@ def main(argv):
     size = FLAGS.image_size
     model = zoo.create_model(FLAGS.model, input_shape=(size, size, 3))
     widths = _widths(model)
-    on_device.calibrate(model, size)
+    calibrate(model, size)
     folder = tempfile.mkdtemp(prefix="on_device_layers_")
     try:
         results = measure(model, widths, folder)
