@@ -435,6 +435,17 @@ def time_methods(train, steps, train_images):
 # Results ------------------------------------------------------------------
 
 
+def check_methods(requested, known):
+    """Raises for a `--methods` entry not in `known` (the scripts that
+    import this one and train several methods)."""
+    unknown = [m for m in requested if m not in known]
+    if unknown:
+        raise ValueError(
+            f"Unknown methods {unknown}: expected some of {list(known)}. "
+            f"Received: --methods={','.join(requested)}"
+        )
+
+
 def save_model_atomically(model, path):
     """`model.save` to a temporary `.keras` file, then renamed: a kill
     leaves the previous file whole."""

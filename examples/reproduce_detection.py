@@ -380,12 +380,7 @@ def write_plot(path, results, macs):
 def main(argv):
     del argv
     start = time.perf_counter()
-    unknown = [m for m in FLAGS.methods if m not in METHODS]
-    if unknown:
-        raise ValueError(
-            f"Unknown methods {unknown}: expected some of {list(METHODS)}. "
-            f"Received: --methods={','.join(FLAGS.methods)}"
-        )
+    cifar.check_methods(FLAGS.methods, METHODS)
     if FLAGS.quick:
         FLAGS.image_size = 64
         FLAGS.train_images = min(FLAGS.train_images, 32)

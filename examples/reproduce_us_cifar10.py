@@ -370,12 +370,7 @@ def write_plot(path, results, us_macs, s_macs):
 def main(argv):
     del argv
     start = time.perf_counter()
-    unknown = [m for m in FLAGS.methods if m not in METHODS]
-    if unknown:
-        raise ValueError(
-            f"Unknown methods {unknown}: expected some of {list(METHODS)}. "
-            f"Received: --methods={','.join(FLAGS.methods)}"
-        )
+    base.check_methods(FLAGS.methods, METHODS)
     if FLAGS.quick:
         FLAGS.train_images = min(FLAGS.train_images, 200)
         FLAGS.test_images = min(FLAGS.test_images, 100)
