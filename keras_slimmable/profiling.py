@@ -306,15 +306,15 @@ def measure_latency(
     one width, as an app runs the width it chose frame after frame; the
     turns go round robin over the widths, ascending, so a burst of noise
     from the rest of the machine slows every width alike instead of
-    whichever width happened to be running. The first call of a turn,
-    right after another width ran (the next narrower one; the widest
-    before the narrowest), finds little of
-    this width's weights and activations in the CPU's caches and is
-    slower (S-MobileNet v1 at width 0.25 in LiteRT: about 1.19 ms against
-    1.09 ms): it is reported apart, as `after_switch_median_ms`, and the
-    median and percentiles are those of the turns' other calls, the steady
-    latency a width runs at. The first `warmup` calls of each width
-    (tracing, memory allocation) are not timed.
+    whichever width happened to be running. The first call of a turn comes
+    right after another width ran (the next narrower one; the widest before
+    the narrowest), finds less of this width's weights and activations in
+    the CPU's caches, and is slower (S-MobileNet v1 at width 0.25 in
+    LiteRT: 1.21 ms against 1.06 ms). It is reported apart, as
+    `after_switch_median_ms`; the median and percentiles are those of the
+    turns' other calls, the steady latency a width runs at. The first
+    `warmup` calls of each width (tracing, memory allocation) are not
+    timed.
 
     Args:
         model: what to time. A `SlimmableModel`, called as
