@@ -97,6 +97,62 @@ def test_saved_model_serves_every_width(tmp_path):
             )
 
 
+def test_one_litert_file_detects_at_every_width(tmp_path):
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_slimmable.export import export_tflite
+    from keras_slimmable.export import signature_name
+
+    backbone = zoo.s_mobilenet_v2(
+        widths=(0.35, 1.0),
+        include_top=False,
+        weights=None,
+        input_shape=(64, 64, 3),
+    )
+    detector = retinanet(
+        backbone,
+        num_classes=3,
+        min_level=3,
+        max_level=5,
+        fpn_channels=16,
+        head_channels=16,
+        head_convs=1,
+    )
+    # Untrained heads (weights of standard deviation 0.01) make the widths'
+    # outputs differ by little; wider ones tell a signature's width apart.
+    rng = np.random.default_rng(1)
+    for variable in detector.weights:
+        if variable.path.startswith(("class_head_", "box_head_")):
+            values = rng.normal(scale=0.3, size=variable.shape)
+            variable.assign(values.astype("float32"))
+    path = export_tflite(detector, tmp_path / "detector.tflite", widths="all")
+    interpreter = Interpreter(model_path=str(path))
+    assert set(interpreter.get_signature_list()) == {
+        "serving_w0_35",
+        "serving_w1_0",
+        "serving_default",
+    }
+    x = np.random.default_rng(0).random((1, 64, 64, 3)).astype("float32")
+    expected = {
+        width: {
+            key: keras.ops.convert_to_numpy(value)
+            for key, value in detector(x, width=width).items()
+        }
+        for width in (0.35, 1.0)
+    }
+    for width, other in ((0.35, 1.0), (1.0, 0.35)):
+        run = interpreter.get_signature_runner(signature_name(width))
+        served = run(images=x)
+        for key in ("boxes", "classes"):
+            np.testing.assert_allclose(
+                served[key], expected[width][key], atol=1e-4
+            )
+            assert np.max(np.abs(served[key] - expected[other][key])) > 1e-2
+        # An app decodes them with the detector's anchors
+        # (`decode_predictions`), as the SavedModel's clients do.
+
+
 def test_the_package_imports_without_keras_hub():
     """keras-hub is an optional extra: without it the package imports and
     the detection module names the extra to install."""
