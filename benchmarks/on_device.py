@@ -22,7 +22,6 @@ depend on the values, as long as no activation is subnormal (see
 import os
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,23 +112,26 @@ def median_latencies(runners, images, repeats, calls_per_turn):
     The runners take turns of `calls_per_turn` consecutive calls, round
     robin in a fixed order (so every turn follows another runner): a
     turn's first call is the latency right after a switch, the others the
-    steady latency an app sees calling one width frame after frame."""
-    steady = {key: [] for key in runners}
-    after_switch = {key: [] for key in runners}
+    steady latency an app sees calling one width frame after frame
+    (`keras_slimmable.profiling.time_in_turns`, as `measure_latency`)."""
+    from keras_slimmable.profiling import time_in_turns
+
     for run in runners.values():
         for _ in range(3):
             run(images=images)  # warm up (XNNPACK packs the weights)
-    while len(steady[next(iter(runners))]) < repeats:
-        for key, run in runners.items():
-            for call in range(max(calls_per_turn, 2)):
-                start = time.perf_counter()
-                run(images=images)
-                elapsed = 1000 * (time.perf_counter() - start)
-                (after_switch if call == 0 else steady)[key].append(elapsed)
-    return (
-        {key: statistics.median(t) for key, t in steady.items()},
-        {key: statistics.median(t) for key, t in after_switch.items()},
+    steady, after_switch = time_in_turns(
+        {key: _with(run, images) for key, run in runners.items()},
+        repeats,
+        max(calls_per_turn, 2),
     )
+    return tuple(
+        {key: 1000 * statistics.median(t) for key, t in times.items()}
+        for times in (steady, after_switch)
+    )
+
+
+def _with(run, images):
+    return lambda: run(images=images)
 
 
 def main(argv):

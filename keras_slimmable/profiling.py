@@ -368,9 +368,7 @@ def measure_latency(
         print(f"{width}: {t['median_ms']:.2f} ms")
     ```
     """
-    import gc
     import statistics
-    import time
 
     _check_count("batch_size", batch_size, minimum=1)
     _check_count("runs", runs, minimum=1)
@@ -387,28 +385,8 @@ def measure_latency(
     for run in runners.values():
         for _ in range(warmup):
             run()
-    steady = {key: [] for key in runners}
-    after_switch = {key: [] for key in runners}
+    steady, after_switch = time_in_turns(runners, runs, calls_per_turn)
     order = list(runners)
-    gc_was_enabled = gc.isenabled()
-    gc.disable()  # As `timeit` does: no collection pauses inside a call.
-    try:
-        while len(steady[order[0]]) < runs:
-            missing = runs - len(steady[order[0]])
-            calls = min(calls_per_turn, missing + 1)
-            for key in order:
-                run = runners[key]
-                for call in range(calls):
-                    start = time.perf_counter()
-                    run()
-                    elapsed = time.perf_counter() - start
-                    first = call == 0 and calls_per_turn > 1
-                    (after_switch if first else steady)[key].append(elapsed)
-                    if calls_per_turn == 1:
-                        after_switch[key].append(elapsed)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     result = {key: _latency_summary(steady[key]) for key in order}
     if len(order) > 1:
         for key in order:
@@ -424,6 +402,46 @@ def measure_latency(
             calls_per_turn=calls_per_turn,
         )
     return result
+
+
+def time_in_turns(runners, runs, calls_per_turn):
+    """Times `runners` (`{key: function of no argument}`) in turns.
+
+    Each turn is `calls_per_turn` consecutive calls of one runner, the
+    turns round robin in the dict's order, until every runner has `runs`
+    steady calls (the last round's turns only as long as that needs).
+    A turn's first call, right after another runner, is kept apart;
+    with `calls_per_turn=1` every call is both steady and after a switch.
+    Garbage collection is off while timing, as `timeit` does.
+
+    Returns:
+        `(steady, after_switch)`: `{key: [seconds, ...]}` each.
+    """
+    import gc
+    import time
+
+    steady = {key: [] for key in runners}
+    after_switch = {key: [] for key in runners}
+    first_key = next(iter(runners))
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        while len(steady[first_key]) < runs:
+            missing = runs - len(steady[first_key])
+            calls = min(calls_per_turn, missing + 1)
+            for key, run in runners.items():
+                for call in range(calls):
+                    start = time.perf_counter()
+                    run()
+                    elapsed = time.perf_counter() - start
+                    if call == 0:
+                        after_switch[key].append(elapsed)
+                    if call > 0 or calls_per_turn == 1:
+                        steady[key].append(elapsed)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return steady, after_switch
 
 
 def select_width(
