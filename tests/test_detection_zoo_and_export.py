@@ -60,16 +60,16 @@ def test_zoo_backbones_detect_at_every_width(builder, widths):
     assert np.max(np.abs(narrow - wide)) > 1e-6
 
 
-def test_saved_model_serves_every_width(tmp_path):
-    import tensorflow as tf
-
+def small_detector():
+    """A 64x64 S-MobileNet v2 RetinaNet at widths 0.35 and 1.0, 3 classes,
+    P3-P5, small heads: the export tests' model."""
     backbone = zoo.s_mobilenet_v2(
         widths=(0.35, 1.0),
         include_top=False,
         weights=None,
         input_shape=(64, 64, 3),
     )
-    detector = retinanet(
+    return retinanet(
         backbone,
         num_classes=3,
         min_level=3,
@@ -78,6 +78,12 @@ def test_saved_model_serves_every_width(tmp_path):
         head_channels=16,
         head_convs=1,
     )
+
+
+def test_saved_model_serves_every_width(tmp_path):
+    import tensorflow as tf
+
+    detector = small_detector()
     path = export_saved_model(detector, tmp_path / "detector")
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) == {
@@ -104,21 +110,7 @@ def test_one_litert_file_detects_at_every_width(tmp_path):
     from keras_slimmable.export import export_tflite
     from keras_slimmable.export import signature_name
 
-    backbone = zoo.s_mobilenet_v2(
-        widths=(0.35, 1.0),
-        include_top=False,
-        weights=None,
-        input_shape=(64, 64, 3),
-    )
-    detector = retinanet(
-        backbone,
-        num_classes=3,
-        min_level=3,
-        max_level=5,
-        fpn_channels=16,
-        head_channels=16,
-        head_convs=1,
-    )
+    detector = small_detector()
     # Untrained heads (weights of standard deviation 0.01) make the widths'
     # outputs differ by little; wider ones tell a signature's width apart.
     rng = np.random.default_rng(1)
