@@ -38,10 +38,11 @@ Timing: `Interpreter.invoke()` alone (a random normal input set once; the
 values do not change float32 speed, subnormals aside), XNNPACK,
 `--threads`. Every one-layer model, twin and whole model of every width,
 and a one-op model (the cost of an `invoke()` itself) are timed round robin
-(reversed every other round) for `--repeats` rounds, after `--warmup` calls
-each; at each visit one untimed call puts the model back in the caches,
-then one call is timed (steady state, as in a loop of inferences). Medians
-are printed. The whole model of a width is
+for `--repeats` rounds, after `--warmup` calls each; at each visit one
+untimed call puts the model back in the caches, then one call is timed
+(steady state, as in a loop of inferences:
+`keras_slimmable.profiling.time_in_turns` with turns of two). Medians are
+printed. The whole model of a width is
 `export.export_tflite(model, path, width=w, fold_batch_norm=True)`.
 """
 
@@ -53,7 +54,6 @@ import os
 import shutil
 import statistics
 import tempfile
-import time
 from collections import defaultdict
 
 os.environ["KERAS_SLIMMABLE_DEFER_IMPORTS"] = "1"
@@ -301,21 +301,19 @@ def interpreter(content=None, path=None):
 
 
 def median_ms(interpreters, repeats, warmup):
-    """`{key: median ms of invoke()}`, timed round robin (see the module
-    docstring)."""
+    """`{key: median ms of invoke()}`, timed in turns of two calls round
+    robin, the second timed (see the module docstring)."""
+    from keras_slimmable.profiling import time_in_turns
+
     for model in interpreters.values():
         for _ in range(warmup):
             model.invoke()
-    times = {key: [] for key in interpreters}
-    order = list(interpreters)
-    for index in range(repeats):
-        for key in order if index % 2 == 0 else order[::-1]:
-            model = interpreters[key]
-            model.invoke()  # back in the caches, as in a loop
-            start = time.perf_counter()
-            model.invoke()
-            times[key].append(1000 * (time.perf_counter() - start))
-    return {key: statistics.median(t) for key, t in times.items()}
+    steady, _ = time_in_turns(
+        {key: model.invoke for key, model in interpreters.items()},
+        repeats,
+        calls_per_turn=2,
+    )
+    return {key: 1000 * statistics.median(t) for key, t in steady.items()}
 
 
 def _widths(model):
